@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <random>
+
+#include "core/tensor.h"
+
+namespace qat {
+
+// Seedable random source used by initializers, dropout and data shuffling.
+// (The streams differ from PyTorch's; only the distributions match.)
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 5489) : engine_(seed) {}
+  void seed(uint64_t seed) { engine_.seed(seed); }
+  std::mt19937_64& engine() { return engine_; }
+  double uniform(double low, double high);
+  double normal(double mean, double stddev);
+  bool bernoulli(double p);
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+// The process-wide generator (not thread-safe: draw from one thread).
+Generator& default_generator();
+void manual_seed(uint64_t seed);
+
+// In-place fills of a float32/float64 tensor.
+Tensor& uniform_(Tensor& t, double low, double high, Generator& gen = default_generator());
+Tensor& normal_(Tensor& t, double mean, double stddev, Generator& gen = default_generator());
+
+}  // namespace qat
