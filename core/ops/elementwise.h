@@ -17,8 +17,9 @@ Tensor mul(const Tensor& a, double b);
 
 Tensor neg(const Tensor& x);
 Tensor relu(const Tensor& x);   // backward mask: x > 0 (PyTorch)
-Tensor relu6(const Tensor& x);  // = clamp(x, 0, 6)
-// PyTorch's clamp/hardtanh gradient: passes where min <= x <= max.
+// nn.ReLU6 is F.hardtanh(x, 0, 6): gradient passes where 0 < x < 6 (strict, hardtanh_backward).
+Tensor relu6(const Tensor& x);
+// torch.clamp: gradient passes where min <= x <= max (inclusive, unlike hardtanh).
 Tensor clamp(const Tensor& x, double min, double max);
 
 // Reductions. sum()/mean() reduce everything to a 0-d tensor.
