@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: installs missing Debian packages, runs every Bazel test target and ends
+# with one line "N passed, N failed" (N = Bazel test targets). Exits non-zero unless all passed.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! bash tools/install_deps.sh; then
+  echo "[test] installing dependencies failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Convenience symlinks into a *different* output base make //... descend into them.
+find . -maxdepth 1 -type l -name 'bazel-*' -delete
+
+CACHE_DIR="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/bazel-disk-cache"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+start=$SECONDS
+bazel test \
+  --color=no --curses=no \
+  --keep_going \
+  --disk_cache="$CACHE_DIR" \
+  --nocache_test_results \
+  --test_output=errors \
+  --test_summary=short \
+  "$@" //... 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+# In CI every run is a fresh clone (new output base, new server): stop the server afterwards.
+if [[ -n "${CI:-}" ]]; then bazel shutdown >/dev/null 2>&1 || true; fi
+
+re_target='^//[^[:space:]]+[[:space:]]+(\(cached\)[[:space:]]+)?'
+passed=$(grep -cE "${re_target}(PASSED|FLAKY)" "$log")
+failed=$(grep -cE "${re_target}(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|REMOTE FAILURE)" "$log")
+# Bazel exit codes: 0 ok, 1 build failed, 3 some tests failed, 4 no tests found.
+if ((rc != 0 && failed == 0)); then failed=1; fi
+echo "[test] bazel exit code $rc, $((SECONDS - start)) s"
+echo "${passed} passed, ${failed} failed"
+if ((rc != 0 || failed != 0 || passed == 0)); then exit 1; fi
+exit 0
