@@ -1,5 +1,7 @@
 #pragma once
 
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace qat::ops {
@@ -16,13 +18,15 @@ Tensor add(const Tensor& a, double b);
 Tensor mul(const Tensor& a, double b);
 
 Tensor neg(const Tensor& x);
-Tensor relu(const Tensor& x);   // backward mask: x > 0 (PyTorch)
+Tensor relu(const Tensor& x);  // backward mask: x > 0 (PyTorch)
 // nn.ReLU6 is F.hardtanh(x, 0, 6): gradient passes where 0 < x < 6 (strict, hardtanh_backward).
 Tensor relu6(const Tensor& x);
-// torch.clamp: gradient passes where min <= x <= max (inclusive, unlike hardtanh).
+// torch.clamp: gradient passes where min <= x <= max (inclusive, unlike hardtanh). NaN stays NaN;
+// min > max gives max everywhere, as in PyTorch.
 Tensor clamp(const Tensor& x, double min, double max);
 
-// Reductions. sum()/mean() reduce everything to a 0-d tensor.
+// Reductions. sum()/mean() reduce everything to a 0-d tensor; so does an empty `dims`, as
+// torch.sum(x, dim=[]). Sums accumulate in double.
 Tensor sum(const Tensor& x);
 Tensor mean(const Tensor& x);
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
