@@ -1,0 +1,109 @@
+#pragma once
+
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace qat::nn {
+
+class Module;
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;  // ordered, like PyTorch
+using StateDict = NamedTensors;
+using NamedModules = std::vector<std::pair<std::string, std::shared_ptr<Module>>>;
+
+// What load_state_dict(sd, /*strict=*/false) skipped: PyTorch's _IncompatibleKeys.
+struct LoadResult {
+  std::vector<std::string> missing_keys;     // in the model, not in the checkpoint
+  std::vector<std::string> unexpected_keys;  // in the checkpoint, not in the model
+};
+
+// Base of every layer and model, as torch.nn.Module. Owns ordered, named parameters, buffers
+// and children; every dotted name it reports ("layer1.0.conv1.weight") is the PyTorch name.
+// Hold modules by std::shared_ptr (std::make_shared<Conv2d>(...)); they are not copyable.
+class Module : public std::enable_shared_from_this<Module> {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Call sites use forward(); subclasses implement forward_impl(). The split keeps one choke
+  // point for graph tracing and observers (PyTorch's __call__). Keep it non-virtual.
+  Tensor forward(const Tensor& input);
+
+  // Shared tensors are reported once, under their first name (PyTorch's remove_duplicate).
+  // recurse=false: this module's own entries only.
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  NamedTensors named_parameters(bool recurse = true) const;
+  NamedTensors named_buffers(bool recurse = true) const;
+  // Pre-order, this module first under the name "" (needs it to be held by a shared_ptr).
+  NamedModules named_modules();
+  NamedModules named_children() const;
+  std::vector<std::shared_ptr<Module>> children() const;
+
+  // For each module: its parameters, then its buffers, then its children, recursively, in
+  // registration order -- the order and names of torch.nn.Module.state_dict(). The tensors
+  // alias the model's own (no copies).
+  StateDict state_dict() const;
+  // Copies the checkpoint's values into the model's tensors in place, so handles held by layers
+  // and optimizers stay valid. Shape mismatches always throw; strict=true also throws on
+  // missing or unexpected keys, otherwise they are returned. Nothing is written unless
+  // every check passes.
+  LoadResult load_state_dict(const StateDict& state_dict, bool strict = true);
+
+  // Sets training mode on this module and all descendants (BN statistics, dropout).
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  // Sets every parameter's grad to undefined (PyTorch's set_to_none=True).
+  void zero_grad();
+
+  // The class name, as PyTorch prints it ("Conv2d").
+  virtual std::string type_name() const = 0;
+  // The text between the parentheses of this module's repr, e.g.
+  // "3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False". Default: "".
+  virtual std::string extra_repr() const;
+  // The module tree as PyTorch's repr(module) prints it.
+  std::string to_string() const;
+
+ protected:
+  // Default throws: containers without a single-tensor forward.
+  virtual Tensor forward_impl(const Tensor& input);
+
+  // Registration order is state_dict order: register in the order of the PyTorch __init__.
+  // A parameter is a leaf; it is marked requires_grad. Returns the registered handle.
+  Tensor register_parameter(const std::string& name, Tensor value);
+  Tensor register_buffer(const std::string& name, Tensor value);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    QAT_CHECK(module != nullptr, type_name(), ": register_module('", name, "') got a null module");
+    check_new_name(name);
+    children_.emplace_back(name, module);
+    return module;
+  }
+
+ private:
+  void check_new_name(const std::string& name) const;
+  // Appends "<prefix><name>" for this module's entries (and descendants' when recurse).
+  void collect_parameters(const std::string& prefix, bool recurse, NamedTensors& out) const;
+  void collect_buffers(const std::string& prefix, bool recurse, NamedTensors& out) const;
+  void collect_state(const std::string& prefix, StateDict& out) const;
+
+  NamedTensors params_;
+  NamedTensors buffers_;
+  NamedModules children_;
+  bool training_ = true;
+};
+
+std::ostream& operator<<(std::ostream& os, const Module& module);
+
+// Formatting helpers for extra_repr(), printing values as Python does.
+std::string py_bool(bool value);     // "True" / "False"
+std::string py_float(double value);  // repr(float): "0.1", "1e-05", "1.0"
+
+}  // namespace qat::nn

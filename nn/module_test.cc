@@ -1,0 +1,324 @@
+#include "nn/module.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qat::nn {
+namespace {
+
+// Stand-ins with the registration order of Conv2d and BatchNorm2d, so these tests need no ops.
+class FakeConv : public Module {
+ public:
+  FakeConv(int64_t in, int64_t out, bool bias) {
+    weight = register_parameter("weight", Tensor::zeros({out, in, 3, 3}));
+    if (bias) this->bias = register_parameter("bias", Tensor::zeros({out}));
+  }
+  std::string type_name() const override { return "FakeConv"; }
+  std::string extra_repr() const override { return "in=" + std::to_string(weight.size(1)); }
+  Tensor weight, bias;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override { return x; }
+};
+
+class FakeNorm : public Module {
+ public:
+  explicit FakeNorm(int64_t c) {
+    weight = register_parameter("weight", Tensor::ones({c}));
+    bias = register_parameter("bias", Tensor::zeros({c}));
+    running_mean = register_buffer("running_mean", Tensor::zeros({c}));
+    running_var = register_buffer("running_var", Tensor::ones({c}));
+    num_batches_tracked = register_buffer("num_batches_tracked", Tensor::scalar(0, DType::kInt64));
+  }
+  std::string type_name() const override { return "FakeNorm"; }
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+
+class Block : public Module {
+ public:
+  Block(int64_t in, int64_t out) {
+    conv1 = register_module("conv1", std::make_shared<FakeConv>(in, out, false));
+    bn1 = register_module("bn1", std::make_shared<FakeNorm>(out));
+  }
+  std::string type_name() const override { return "Block"; }
+  std::shared_ptr<FakeConv> conv1;
+  std::shared_ptr<FakeNorm> bn1;
+};
+
+// A parameter of its own, a child leaf, a nested child, and another leaf last.
+class Net : public Module {
+ public:
+  Net(int64_t width = 2) {
+    scale = register_parameter("scale", Tensor::ones({1}));
+    stem = register_module("stem", std::make_shared<FakeConv>(3, 4, true));
+    layer1 = register_module("layer1", std::make_shared<Block>(4, width));
+    fc = register_module("fc", std::make_shared<FakeConv>(width, 5, true));
+  }
+  std::string type_name() const override { return "Net"; }
+  Tensor scale;
+  std::shared_ptr<FakeConv> stem;
+  std::shared_ptr<Block> layer1;
+  std::shared_ptr<FakeConv> fc;
+};
+
+std::vector<std::string> keys(const NamedTensors& named) {
+  std::vector<std::string> out;
+  for (const auto& entry : named) out.push_back(entry.first);
+  return out;
+}
+
+// Fills every floating entry with start, start + 1, ... (in state_dict order).
+void fill_counting(Module& m, double start) {
+  for (auto& [name, t] : m.state_dict()) {
+    if (!is_floating(t.dtype())) continue;
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(start++);
+  }
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Module, StateDictIsParamsThenBuffersThenChildrenInRegistrationOrder) {
+  auto net = std::make_shared<Net>();
+  const std::vector<std::string> expected = {
+      "scale",
+      "stem.weight",
+      "stem.bias",
+      "layer1.conv1.weight",
+      "layer1.bn1.weight",
+      "layer1.bn1.bias",
+      "layer1.bn1.running_mean",
+      "layer1.bn1.running_var",
+      "layer1.bn1.num_batches_tracked",
+      "fc.weight",
+      "fc.bias",
+  };
+  EXPECT_EQ(keys(net->state_dict()), expected);
+  const StateDict sd = net->state_dict();
+  EXPECT_EQ(sd[8].second.dtype(), DType::kInt64);
+  EXPECT_EQ(sd[8].second.dim(), 0);
+  EXPECT_TRUE(sd[3].second.shares_storage(net->layer1->conv1->weight));  // aliases, no copy
+}
+
+TEST(Module, NamedParametersAndBuffers) {
+  auto net = std::make_shared<Net>();
+  EXPECT_EQ(
+      keys(net->named_parameters()),
+      (std::vector<std::string>{"scale", "stem.weight", "stem.bias", "layer1.conv1.weight",
+                                "layer1.bn1.weight", "layer1.bn1.bias", "fc.weight", "fc.bias"}));
+  EXPECT_EQ(keys(net->named_parameters(/*recurse=*/false)), (std::vector<std::string>{"scale"}));
+  EXPECT_EQ(keys(net->named_buffers()),
+            (std::vector<std::string>{"layer1.bn1.running_mean", "layer1.bn1.running_var",
+                                      "layer1.bn1.num_batches_tracked"}));
+  EXPECT_EQ(net->parameters().size(), 8u);
+  for (const Tensor& p : net->parameters()) EXPECT_TRUE(p.requires_grad());
+  for (const auto& [name, b] : net->named_buffers()) EXPECT_FALSE(b.requires_grad()) << name;
+}
+
+class Tied : public Module {
+ public:
+  Tied() {
+    a = register_module("a", std::make_shared<FakeConv>(2, 2, false));
+    b = register_module("b", a);  // the same module under two names
+  }
+  std::string type_name() const override { return "Tied"; }
+  std::shared_ptr<FakeConv> a, b;
+};
+
+TEST(Module, SharedTensorsAreOneParameterButKeepBothStateDictKeys) {
+  auto tied = std::make_shared<Tied>();
+  EXPECT_EQ(keys(tied->named_parameters()), (std::vector<std::string>{"a.weight"}));
+  EXPECT_EQ(keys(tied->state_dict()), (std::vector<std::string>{"a.weight", "b.weight"}));
+  EXPECT_EQ(tied->named_modules().size(), 2u);  // "" and "a"
+}
+
+TEST(Module, NamedModulesIsPreOrderWithDottedNames) {
+  auto net = std::make_shared<Net>();
+  std::vector<std::string> names;
+  for (const auto& [name, m] : net->named_modules()) names.push_back(name + ":" + m->type_name());
+  EXPECT_EQ(names, (std::vector<std::string>{":Net", "stem:FakeConv", "layer1:Block",
+                                             "layer1.conv1:FakeConv", "layer1.bn1:FakeNorm",
+                                             "fc:FakeConv"}));
+  ASSERT_EQ(net->children().size(), 3u);
+  EXPECT_EQ(net->children()[1], net->layer1);
+  EXPECT_EQ(net->named_children()[2].first, "fc");
+}
+
+TEST(Module, NamedModulesNeedsSharedOwnership) {
+  Net on_stack;
+  EXPECT_NE(error_of([&] { on_stack.named_modules(); }).find("std::make_shared"),
+            std::string::npos);
+}
+
+class BadNames : public Module {
+ public:
+  std::string type_name() const override { return "BadNames"; }
+  void add_param(const std::string& name) { register_parameter(name, Tensor::zeros({1})); }
+  void add_child(const std::string& name) { register_module(name, std::make_shared<Block>(1, 1)); }
+};
+
+TEST(Module, RegistrationRejectsBadAndDuplicateNames) {
+  BadNames m;
+  m.add_param("w");
+  EXPECT_NE(error_of([&] { m.add_param("w"); }).find("'w' is already registered"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { m.add_child("w"); }).find("'w' is already registered"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { m.add_param("a.b"); }).find("cannot contain '.'"), std::string::npos);
+  EXPECT_THROW(m.add_param(""), Error);
+}
+
+TEST(Module, StateDictRoundTrip) {
+  auto src = std::make_shared<Net>();
+  auto dst = std::make_shared<Net>();
+  fill_counting(*src, 1.0);
+  src->layer1->bn1->num_batches_tracked.fill_(7);
+  const LoadResult result = dst->load_state_dict(src->state_dict());
+  EXPECT_TRUE(result.missing_keys.empty());
+  EXPECT_TRUE(result.unexpected_keys.empty());
+  const StateDict a = src->state_dict(), b = dst->state_dict();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].second.to_vector<double>(), b[i].second.to_vector<double>()) << a[i].first;
+    EXPECT_FALSE(a[i].second.shares_storage(b[i].second)) << a[i].first;
+  }
+  EXPECT_EQ(dst->layer1->bn1->num_batches_tracked.item(), 7);
+}
+
+TEST(Module, LoadWritesInPlaceSoHeldHandlesSeeTheNewValues) {
+  auto net = std::make_shared<Net>();
+  const Tensor held = net->fc->weight;  // as an optimizer or a graph would hold it
+  const TensorImpl* impl = held.impl_ptr().get();
+  auto src = std::make_shared<Net>();
+  fill_counting(*src, 10.0);
+  net->load_state_dict(src->state_dict());
+  EXPECT_EQ(net->fc->weight.impl_ptr().get(), impl);
+  EXPECT_EQ(held.to_vector<float>(), src->fc->weight.to_vector<float>());
+  EXPECT_TRUE(held.requires_grad());
+}
+
+TEST(Module, StrictLoadNamesMissingAndUnexpectedKeys) {
+  auto net = std::make_shared<Net>();
+  StateDict sd = net->state_dict();
+  sd.erase(sd.begin() + 4);  // layer1.bn1.weight
+  sd.emplace_back("aux1.conv.weight", Tensor::zeros({1}));
+  const std::string message = error_of([&] { net->load_state_dict(sd); });
+  EXPECT_NE(message.find("missing key(s): \"layer1.bn1.weight\""), std::string::npos) << message;
+  EXPECT_NE(message.find("unexpected key(s): \"aux1.conv.weight\""), std::string::npos) << message;
+}
+
+TEST(Module, SizeMismatchNamesTheKeyAndBothShapes) {
+  auto narrow = std::make_shared<Net>(2);
+  auto wide = std::make_shared<Net>(3);
+  const std::string message = error_of([&] { narrow->load_state_dict(wide->state_dict()); });
+  EXPECT_NE(message.find("load_state_dict: size mismatch for layer1.conv1.weight: checkpoint "
+                         "[3, 4, 3, 3], model [2, 4, 3, 3]"),
+            std::string::npos)
+      << message;
+  // Also with strict=false: a wrong shape is never silently skipped.
+  EXPECT_THROW(narrow->load_state_dict(wide->state_dict(), /*strict=*/false), Error);
+}
+
+TEST(Module, FailedLoadWritesNothing) {
+  auto net = std::make_shared<Net>();
+  auto src = std::make_shared<Net>();
+  fill_counting(*src, 1.0);
+  StateDict sd = src->state_dict();
+  sd.pop_back();  // fc.bias missing
+  EXPECT_THROW(net->load_state_dict(sd), Error);
+  EXPECT_EQ(net->stem->weight.to_vector<float>(), std::vector<float>(4 * 3 * 9, 0.0f));
+}
+
+TEST(Module, NonStrictLoadReportsAndLoadsTheRest) {
+  auto net = std::make_shared<Net>();
+  auto src = std::make_shared<Net>();
+  fill_counting(*src, 1.0);
+  StateDict sd = src->state_dict();
+  sd.erase(sd.begin() + 1);  // stem.weight
+  sd.emplace_back("aux1.fc.bias", Tensor::zeros({2}));
+  const LoadResult result = net->load_state_dict(sd, /*strict=*/false);
+  EXPECT_EQ(result.missing_keys, (std::vector<std::string>{"stem.weight"}));
+  EXPECT_EQ(result.unexpected_keys, (std::vector<std::string>{"aux1.fc.bias"}));
+  EXPECT_EQ(net->fc->bias.to_vector<float>(), src->fc->bias.to_vector<float>());
+  EXPECT_EQ(net->stem->weight.to_vector<float>()[0], 0.0f);  // untouched
+}
+
+TEST(Module, DuplicateCheckpointKeyThrows) {
+  auto net = std::make_shared<Net>();
+  StateDict sd = net->state_dict();
+  sd.push_back(sd.front());
+  EXPECT_NE(error_of([&] { net->load_state_dict(sd); }).find("the key scale twice"),
+            std::string::npos);
+}
+
+TEST(Module, TrainAndEvalReachEveryDescendant) {
+  auto net = std::make_shared<Net>();
+  for (const auto& [name, m] : net->named_modules()) EXPECT_TRUE(m->is_training()) << name;
+  net->eval();
+  for (const auto& [name, m] : net->named_modules()) EXPECT_FALSE(m->is_training()) << name;
+  net->train();
+  EXPECT_TRUE(net->layer1->bn1->is_training());
+  net->layer1->train(false);  // a subtree only
+  EXPECT_TRUE(net->is_training());
+  EXPECT_FALSE(net->layer1->conv1->is_training());
+}
+
+TEST(Module, ZeroGradMakesGradsUndefined) {
+  auto net = std::make_shared<Net>();
+  for (Tensor p : net->parameters()) p.set_grad(Tensor::ones(p.shape()));
+  net->zero_grad();
+  for (const Tensor& p : net->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+TEST(Module, ForwardGoesThroughForwardImpl) {
+  auto conv = std::make_shared<FakeConv>(1, 1, false);
+  const Tensor x = Tensor::ones({2});
+  EXPECT_TRUE(conv->forward(x).shares_storage(x));
+  auto block = std::make_shared<Block>(1, 1);
+  EXPECT_NE(error_of([&] { block->forward(x); }).find("Block: this module has no single-tensor"),
+            std::string::npos);
+}
+
+TEST(Module, ToStringPrintsTheTreeLikePyTorch) {
+  auto net = std::make_shared<Net>();
+  EXPECT_EQ(net->stem->to_string(), "FakeConv(in=3)");
+  EXPECT_EQ(net->to_string(),
+            "Net(\n"
+            "  (stem): FakeConv(in=3)\n"
+            "  (layer1): Block(\n"
+            "    (conv1): FakeConv(in=4)\n"
+            "    (bn1): FakeNorm()\n"
+            "  )\n"
+            "  (fc): FakeConv(in=2)\n"
+            ")");
+}
+
+TEST(Module, PyFloatMatchesPythonRepr) {
+  EXPECT_EQ(py_float(0.1), "0.1");
+  EXPECT_EQ(py_float(1e-5), "1e-05");
+  EXPECT_EQ(py_float(0.001), "0.001");
+  EXPECT_EQ(py_float(0.0001), "0.0001");
+  EXPECT_EQ(py_float(1.0), "1.0");
+  EXPECT_EQ(py_float(100.0), "100.0");
+  EXPECT_EQ(py_float(1234.5), "1234.5");
+  EXPECT_EQ(py_float(-2.5), "-2.5");
+  EXPECT_EQ(py_float(1.0 / 3), "0.3333333333333333");
+  EXPECT_EQ(py_float(1e15), "1000000000000000.0");
+  EXPECT_EQ(py_float(1e16), "1e+16");
+  EXPECT_EQ(py_float(9.313225746154785e-10), "9.313225746154785e-10");
+  EXPECT_EQ(py_float(0.0), "0.0");
+  EXPECT_EQ(py_bool(false), "False");
+}
+
+}  // namespace
+}  // namespace qat::nn
