@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs missing Debian packages, runs every Bazel test target and ends
-# with one line "N passed, N failed" (N = Bazel test targets). Exits non-zero unless all passed.
+# The whole test suite: installs missing Debian packages, runs every Bazel test target (and the
+# fuzz tests once more under ASan) and ends with one line "N passed, N failed" (N = Bazel test
+# runs). Exits non-zero unless all passed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +14,7 @@ fi
 # Convenience symlinks into a *different* output base make //... descend into them.
 find . -maxdepth 1 -type l -name 'bazel-*' -delete
 
+ASAN_TARGETS=(//core:serialize_fuzz_test //nn/data:mnist_fuzz_test)
 CACHE_DIR="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/bazel-disk-cache"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -27,6 +29,18 @@ bazel test \
   --test_summary=short \
   "$@" //... 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# The hostile-input fuzz tests again under AddressSanitizer (a separate -c dbg configuration):
+# "no crash" must also mean no out-of-bounds read that happens not to crash.
+bazel test \
+  --color=no --curses=no \
+  --config=asan \
+  --disk_cache="$CACHE_DIR" \
+  --nocache_test_results \
+  --test_output=errors \
+  --test_summary=short \
+  "$@" "${ASAN_TARGETS[@]}" 2>&1 | tee -a "$log"
+asan_rc=${PIPESTATUS[0]}
+if ((rc == 0)); then rc=$asan_rc; fi
 # In CI every run is a fresh clone (new output base, new server): stop the server afterwards.
 if [[ -n "${CI:-}" ]]; then bazel shutdown >/dev/null 2>&1 || true; fi
 
