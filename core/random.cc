@@ -38,11 +38,15 @@ Generator& default_generator() {
 void manual_seed(uint64_t seed) { default_generator().seed(seed); }
 
 Tensor& uniform_(Tensor& t, double low, double high, Generator& gen) {
-  return fill_random(t, [&] { return gen.uniform(low, high); });
+  std::uniform_real_distribution<double> dist(low, high);
+  return fill_random(t, [&] { return dist(gen.engine()); });
 }
 
 Tensor& normal_(Tensor& t, double mean, double stddev, Generator& gen) {
-  return fill_random(t, [&] { return gen.normal(mean, stddev); });
+  // One distribution for the whole fill: it produces values in pairs (Marsaglia), so a fresh
+  // one per element would throw half of the draws away.
+  std::normal_distribution<double> dist(mean, stddev);
+  return fill_random(t, [&] { return dist(gen.engine()); });
 }
 
 }  // namespace qat
