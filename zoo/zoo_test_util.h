@@ -1,0 +1,94 @@
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/random.h"
+#include "core/tensor.h"
+#include "nn/module.h"
+
+// Helpers shared by the zoo model tests; header-only, listed in their srcs.
+namespace qat::zoo::test_util {
+
+// A state_dict entry as tests/data/<model>_keys.txt writes it: "<key> <dtype> <d0,d1,...>",
+// with the safetensors dtype name and "-" for a 0-d tensor.
+inline std::string key_line(const std::string& key, const Tensor& tensor) {
+  std::string dims;
+  for (int64_t d : tensor.shape()) dims += (dims.empty() ? "" : ",") + std::to_string(d);
+  const DType dtype = tensor.dtype();
+  const char* dtype_str = dtype == DType::kFloat32 ? "F32" : dtype == DType::kInt64 ? "I64" : "?";
+  return key + " " + dtype_str + " " + (dims.empty() ? "-" : dims);
+}
+
+// Compares the model's state_dict with torchvision's, dumped to tests/data/<name>_keys.txt by
+// tests/golden/gen_zoo_fixtures.py; reports the first entry that differs.
+inline void expect_torchvision_keys(const nn::Module& model, const std::string& name) {
+  const std::string path = "tests/data/" + name + "_keys.txt";
+  std::ifstream file(path);
+  ASSERT_TRUE(file) << "cannot open " << path;
+  std::vector<std::string> expected;
+  for (std::string line; std::getline(file, line);) expected.push_back(line);
+  const nn::StateDict sd = model.state_dict();
+  ASSERT_EQ(sd.size(), expected.size()) << name;
+  for (size_t i = 0; i < sd.size(); ++i) {
+    ASSERT_EQ(key_line(sd[i].first, sd[i].second), expected[i]) << name << " entry " << i;
+  }
+}
+
+inline int64_t count_parameters(const nn::Module& model) {
+  int64_t n = 0;
+  for (const Tensor& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+// Sample mean and standard deviation of a tensor's elements.
+inline std::pair<double, double> mean_std(const Tensor& t) {
+  const std::vector<double> v = t.to_vector<double>();
+  double sum = 0, sum_sq = 0;
+  for (double x : v) sum += x;
+  const double mean = sum / v.size();
+  for (double x : v) sum_sq += (x - mean) * (x - mean);
+  return {mean, std::sqrt(sum_sq / v.size())};
+}
+
+inline double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double x : t.to_vector<double>()) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// Checks that t looks like N(0, std^2): mean and std within ~5 standard errors.
+inline void expect_normal(const std::string& name, const Tensor& t, double std) {
+  const auto [sample_mean, sample_std] = mean_std(t);
+  const double n = static_cast<double>(t.numel());
+  EXPECT_NEAR(sample_mean, 0.0, 5 * std / std::sqrt(n)) << name;
+  EXPECT_NEAR(sample_std / std, 1.0, 5 / std::sqrt(2 * n)) << name;
+}
+
+// 8 single-channel 32x32 images of 4 classes; class k is a bright horizontal band at rows
+// [8k, 8k + 8) plus a little noise, so the network can fit it within a few steps.
+inline std::pair<Tensor, Tensor> band_batch() {
+  constexpr int64_t kN = 8, kClasses = 4, kSize = 32;
+  Generator gen(11);
+  Tensor images = Tensor::zeros({kN, 1, kSize, kSize});
+  qat::normal_(images, 0.0, 0.1, gen);
+  std::vector<int64_t> labels;
+  float* px = images.data<float>();
+  for (int64_t i = 0; i < kN; ++i) {
+    const int64_t label = i % kClasses;
+    labels.push_back(label);
+    for (int64_t row = 8 * label; row < 8 * label + 8; ++row) {
+      for (int64_t col = 0; col < kSize; ++col) px[(i * kSize + row) * kSize + col] += 1.0f;
+    }
+  }
+  return {images, Tensor::from_vector(labels, {kN})};
+}
+
+}  // namespace qat::zoo::test_util
