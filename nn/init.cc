@@ -1,6 +1,7 @@
 #include "nn/init.h"
 
 #include <cmath>
+#include <vector>
 
 namespace qat::nn::init {
 namespace {
@@ -50,6 +51,27 @@ Tensor& uniform_(Tensor& tensor, double a, double b, Generator& gen) {
 
 Tensor& normal_(Tensor& tensor, double mean, double std, Generator& gen) {
   return qat::normal_(tensor, mean, std, gen);
+}
+
+Tensor& trunc_normal_(Tensor& tensor, double mean, double std, double a, double b, Generator& gen) {
+  QAT_CHECK(is_floating(tensor.dtype()), "trunc_normal_: expected a floating tensor, got ",
+            dtype_name(tensor.dtype()));
+  QAT_CHECK(std > 0, "trunc_normal_: expected std > 0, got ", std);
+  QAT_CHECK(a < b, "trunc_normal_: expected a < b, got a=", a, ", b=", b);
+  const auto normal_cdf = [&](double x) {
+    return 0.5 * std::erfc((mean - x) / (std * std::sqrt(2.0)));
+  };
+  const double mass = normal_cdf(b) - normal_cdf(a);
+  QAT_CHECK(mass >= 1e-4, "trunc_normal_: [", a, ", ", b, "] holds only ", mass,
+            " of the mass of N(", mean, ", ", std, "^2); rejection sampling would not finish");
+  // Rejection keeps the exact truncated distribution (PyTorch inverts the CDF instead).
+  std::vector<double> values(tensor.numel());
+  for (double& v : values) {
+    do {
+      v = gen.normal(mean, std);
+    } while (v < a || v > b);
+  }
+  return tensor.copy_(Tensor::from_vector(values, tensor.shape()));
 }
 
 Tensor& constant_(Tensor& tensor, double value) { return tensor.fill_(value); }

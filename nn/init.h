@@ -26,6 +26,11 @@ Tensor& uniform_(Tensor& tensor, double a = 0.0, double b = 1.0,
                  Generator& gen = default_generator());
 Tensor& normal_(Tensor& tensor, double mean = 0.0, double std = 1.0,
                 Generator& gen = default_generator());
+// N(mean, std) restricted to [a, b]; a and b are absolute bounds, not multiples of std.
+// Draws by rejection, so [a, b] must hold at least 1e-4 of the normal's probability mass.
+// torchvision GoogLeNet initializes conv and linear weights with trunc_normal_(w, 0, 0.01, -2, 2).
+Tensor& trunc_normal_(Tensor& tensor, double mean = 0.0, double std = 1.0, double a = -2.0,
+                      double b = 2.0, Generator& gen = default_generator());
 Tensor& constant_(Tensor& tensor, double value);
 Tensor& zeros_(Tensor& tensor);
 Tensor& ones_(Tensor& tensor);

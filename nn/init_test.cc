@@ -85,11 +85,52 @@ TEST(Init, UniformNormalAndConstants) {
   EXPECT_EQ(stats_of(t).min, 1.0);
 }
 
+TEST(Init, TruncNormalMatchesTheTruncatedMoments) {
+  // N(0.5, 1) cut to [-1, 1.5]: alpha = -1.5, beta = 1; moments from the standard formulas.
+  Tensor t = Tensor::empty({200000}, DType::kFloat64);
+  trunc_normal_(t, 0.5, 1.0, -1.0, 1.5);
+  const auto pdf = [](double z) { return std::exp(-0.5 * z * z) / std::sqrt(2 * std::acos(-1.0)); };
+  const auto cdf = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
+  const double alpha = -1.5, beta = 1.0, z = cdf(beta) - cdf(alpha);
+  const double shift = (pdf(alpha) - pdf(beta)) / z;
+  const double expected_std =
+      std::sqrt(1 + (alpha * pdf(alpha) - beta * pdf(beta)) / z - shift * shift);
+  const Stats s = stats_of(t);
+  EXPECT_GE(s.min, -1.0);
+  EXPECT_LE(s.max, 1.5);
+  EXPECT_LT(s.min, -0.99);
+  EXPECT_GT(s.max, 1.49);
+  EXPECT_NEAR(s.mean, 0.5 + shift, 0.01);
+  EXPECT_NEAR(s.std, expected_std, 0.01);
+}
+
+TEST(Init, TruncNormalGoogLeNetSettingIsANormalWithStd001) {
+  // trunc_normal_(w, 0, 0.01, -2, 2): the bounds sit 200 std out, so nothing is cut.
+  Tensor w = Tensor::empty({256, 128, 3, 3});
+  trunc_normal_(w, 0.0, 0.01, -2.0, 2.0);
+  const Stats s = stats_of(w);
+  EXPECT_NEAR(s.mean, 0.0, 1e-4);
+  EXPECT_NEAR(s.std, 0.01, 1e-4);
+}
+
+TEST(Init, TruncNormalRejectsBadArguments) {
+  Tensor t = Tensor::empty({4});
+  EXPECT_THROW(trunc_normal_(t, 0.0, 1.0, 1.0, -1.0), Error);   // a > b
+  EXPECT_THROW(trunc_normal_(t, 0.0, 0.0), Error);              // std = 0
+  EXPECT_THROW(trunc_normal_(t, 0.0, 1.0, 10.0, 11.0), Error);  // no mass left to sample
+  Tensor labels = Tensor::empty({4}, DType::kInt64);
+  EXPECT_THROW(trunc_normal_(labels), Error);
+}
+
 TEST(Init, SeededGeneratorsRepeat) {
   Generator g1(42), g2(42);
   Tensor a = Tensor::empty({16, 8}), b = Tensor::empty({16, 8});
   kaiming_uniform_(a, 0.0, FanMode::kFanIn, Nonlinearity::kLeakyReLU, g1);
   kaiming_uniform_(b, 0.0, FanMode::kFanIn, Nonlinearity::kLeakyReLU, g2);
+  EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
+  Generator g3(7), g4(7);
+  trunc_normal_(a, 0.0, 1.0, -0.5, 0.5, g3);
+  trunc_normal_(b, 0.0, 1.0, -0.5, 0.5, g4);
   EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
 }
 
