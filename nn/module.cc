@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <unordered_set>
@@ -38,9 +39,31 @@ NamedTensors unique_tensors(const NamedTensors& all) {
   return out;
 }
 
+// The hooks of the ForwardHookGuards alive on this thread, oldest first.
+thread_local std::vector<ForwardHook*> forward_hooks;
+
 }  // namespace
 
-Tensor Module::forward(const Tensor& input) { return forward_impl(input); }
+Tensor Module::forward(const Tensor& input) {
+  if (forward_hooks.empty()) return forward_impl(input);
+  // Indexed loops: a hook may install a guard of its own while it runs.
+  for (size_t i = 0; i < forward_hooks.size(); ++i) forward_hooks[i]->before_forward(*this, input);
+  Tensor output = forward_impl(input);
+  for (size_t i = 0; i < forward_hooks.size(); ++i)
+    forward_hooks[i]->after_forward(*this, input, output);
+  return output;
+}
+
+ForwardHookGuard::ForwardHookGuard(ForwardHook& hook) : hook_(&hook) {
+  forward_hooks.push_back(hook_);
+}
+
+// Removes this guard's entry even if guards are destroyed out of order (e.g. held in a
+// std::optional or on the heap).
+ForwardHookGuard::~ForwardHookGuard() {
+  auto it = std::find(forward_hooks.rbegin(), forward_hooks.rend(), hook_);
+  forward_hooks.erase(std::next(it).base());
+}
 
 Tensor Module::forward_impl(const Tensor&) {
   QAT_CHECK(false, type_name(), ": this module has no single-tensor forward()");

@@ -33,7 +33,8 @@ class Module : public std::enable_shared_from_this<Module> {
   Module& operator=(const Module&) = delete;
 
   // Call sites use forward(); subclasses implement forward_impl(). The split keeps one choke
-  // point for graph tracing and observers (PyTorch's __call__). Keep it non-virtual.
+  // point for graph tracing and observers (PyTorch's __call__): forward() notifies the
+  // ForwardHooks installed on this thread around forward_impl(). Keep it non-virtual.
   Tensor forward(const Tensor& input);
 
   // Shared tensors are reported once, under their first name (PyTorch's remove_duplicate).
@@ -101,6 +102,34 @@ class Module : public std::enable_shared_from_this<Module> {
 };
 
 std::ostream& operator<<(std::ostream& os, const Module& module);
+
+// Sees every Module::forward() call made on this thread while a ForwardHookGuard installs it, as
+// PyTorch's global register_module_forward_pre_hook / register_module_forward_hook. Tools such as
+// the graph tracer and `qat summary` build on it. Names are not passed: map modules to their
+// qualified names with the root's named_modules().
+class ForwardHook {
+ public:
+  virtual ~ForwardHook() = default;
+  // Called before module.forward_impl(input).
+  virtual void before_forward(Module& /*module*/, const Tensor& /*input*/) {}
+  // Called after forward_impl() returned `output`; skipped when it throws.
+  virtual void after_forward(Module& /*module*/, const Tensor& /*input*/,
+                             const Tensor& /*output*/) {}
+};
+
+// Installs a ForwardHook on the current thread for the guard's lifetime (the hook must outlive
+// it). Guards nest; every installed hook is notified, in installation order. With no guard alive,
+// forward() costs one check of an empty thread_local list.
+class ForwardHookGuard {
+ public:
+  explicit ForwardHookGuard(ForwardHook& hook);
+  ~ForwardHookGuard();
+  ForwardHookGuard(const ForwardHookGuard&) = delete;
+  ForwardHookGuard& operator=(const ForwardHookGuard&) = delete;
+
+ private:
+  ForwardHook* hook_;
+};
 
 // Formatting helpers for extra_repr(), printing values as Python does.
 std::string py_bool(bool value);     // "True" / "False"

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -287,6 +288,72 @@ TEST(Module, ForwardGoesThroughForwardImpl) {
   auto block = std::make_shared<Block>(1, 1);
   EXPECT_NE(error_of([&] { block->forward(x); }).find("Block: this module has no single-tensor"),
             std::string::npos);
+}
+
+// Calls its child twice, as torchvision's BasicBlock calls its one ReLU.
+class TwoCalls : public Module {
+ public:
+  TwoCalls() { conv = register_module("conv", std::make_shared<FakeConv>(1, 1, false)); }
+  std::string type_name() const override { return "TwoCalls"; }
+  std::shared_ptr<FakeConv> conv;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override { return conv->forward(conv->forward(x)); }
+};
+
+// Logs "<event> <qualified name>" for the modules of `root`.
+class RecordingHook : public ForwardHook {
+ public:
+  explicit RecordingHook(Module& root) {
+    for (const auto& [name, m] : root.named_modules()) names_[m.get()] = name;
+  }
+  void before_forward(Module& module, const Tensor&) override {
+    events.push_back("before " + names_.at(&module));
+  }
+  void after_forward(Module& module, const Tensor& input, const Tensor& output) override {
+    EXPECT_TRUE(output.shares_storage(input));  // FakeConv returns its input
+    events.push_back("after " + names_.at(&module));
+  }
+  std::vector<std::string> events;
+
+ private:
+  std::map<const Module*, std::string> names_;
+};
+
+TEST(Module, ForwardHookSeesEveryCallInOrder) {
+  auto model = std::make_shared<TwoCalls>();
+  RecordingHook hook(*model);
+  {
+    ForwardHookGuard guard(hook);
+    model->forward(Tensor::ones({2}));
+  }
+  EXPECT_EQ(hook.events, (std::vector<std::string>{"before ", "before conv", "after conv",
+                                                   "before conv", "after conv", "after "}));
+  model->forward(Tensor::ones({2}));  // the guard is gone: nothing more is recorded
+  EXPECT_EQ(hook.events.size(), 6u);
+}
+
+TEST(Module, NestedForwardHooksAreAllNotified) {
+  auto conv = std::make_shared<FakeConv>(1, 1, false);
+  RecordingHook outer(*conv), inner(*conv);
+  ForwardHookGuard outer_guard(outer);
+  {
+    ForwardHookGuard inner_guard(inner);
+    conv->forward(Tensor::ones({1}));
+  }
+  conv->forward(Tensor::ones({1}));
+  EXPECT_EQ(outer.events, (std::vector<std::string>{"before ", "after ", "before ", "after "}));
+  EXPECT_EQ(inner.events, (std::vector<std::string>{"before ", "after "}));
+}
+
+TEST(Module, ForwardHookSkipsAfterWhenForwardThrows) {
+  auto block = std::make_shared<Block>(1, 1);  // forward_impl throws
+  RecordingHook hook(*block);
+  {
+    ForwardHookGuard guard(hook);
+    EXPECT_THROW(block->forward(Tensor::ones({1})), Error);
+  }
+  EXPECT_EQ(hook.events, (std::vector<std::string>{"before "}));
 }
 
 TEST(Module, ToStringPrintsTheTreeLikePyTorch) {

@@ -1,0 +1,84 @@
+// The `qat` command-line tool: `qat <command> [flags]`.
+//   bazel run //:qat -- summary --config zoo/configs/resnet18_fashion_mnist.json
+// Errors are one line on stderr, "qat: error: ...", with exit code 1; command-line mistakes
+// exit with 2.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "zoo/qat_commands.h"
+
+namespace qat::zoo::cli {
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;  // for `qat --help`
+  int (*main)(int argc, const char* const* argv);
+};
+
+// New subcommands (train, eval, export, verify, inspect, calibrate, sensitivity) go here.
+constexpr Command kCommands[] = {
+    {"run", "run a model on the tensor \"input\" of a safetensors file", run_main},
+    {"summary", "print the module tree with parameter counts and output shapes", summary_main},
+};
+
+std::string command_names() {
+  std::string names;
+  for (const Command& command : kCommands)
+    names += (names.empty() ? "" : ", ") + std::string(command.name);
+  return names;
+}
+
+void print_help() {
+  std::printf(
+      "usage: qat <command> [flags]\n\n"
+      "Quantization-aware training for the torchvision zoo models. A JSON config file\n"
+      "(zoo/configs/*.json) names the model and its options.\n\ncommands:\n");
+  for (const Command& command : kCommands)
+    std::printf("  %-9s %s\n", command.name, command.summary);
+  std::printf("\n'qat <command> --help' lists the flags of a command.\n");
+}
+
+// `bazel run` starts the binary in its runfiles tree; the user's relative paths are relative to
+// the directory bazel was run from.
+void enter_invocation_directory() {
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (dir != nullptr && ::chdir(dir) != 0)
+    throw Error(std::string("cannot enter ") + dir + ": " + std::strerror(errno));
+}
+
+int qat_main(int argc, const char* const* argv) {
+  enter_invocation_directory();
+  if (argc < 2) throw UsageError("no command given (commands: " + command_names() + ")");
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h") {
+    print_help();
+    return 0;
+  }
+  for (const Command& command : kCommands) {
+    if (name == command.name) return command.main(argc - 1, argv + 1);
+  }
+  throw UsageError("unknown command '" + name + "' (commands: " + command_names() +
+                   "; see 'qat --help')");
+}
+
+}  // namespace
+}  // namespace qat::zoo::cli
+
+int main(int argc, char** argv) {
+  try {
+    return qat::zoo::cli::qat_main(argc, argv);
+  } catch (const qat::zoo::cli::UsageError& e) {
+    std::fprintf(stderr, "qat: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qat: error: %s\n", e.what());
+    return 1;
+  }
+}
