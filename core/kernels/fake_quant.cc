@@ -1,0 +1,251 @@
+#include "core/kernels/fake_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+namespace qat {
+
+const char* rounding_mode_name(RoundingMode mode) {
+  switch (mode) {
+    case RoundingMode::kHalfEvenDiv:
+      return "half_even_div";
+    case RoundingMode::kHalfAway:
+      return "half_away";
+    case RoundingMode::kHalfEvenMul:
+      return "half_even_mul";
+  }
+  return "unknown";
+}
+
+}  // namespace qat
+
+namespace qat::kernels {
+namespace {
+
+// Below this many elements a loop stays on one thread.
+constexpr int64_t kParallelGrain = 1 << 15;
+// LSQ's dscale adds fixed-size blocks of a row in parallel, then the block sums in order.
+constexpr int64_t kSumBlock = 1 << 14;
+
+// One channel's constants, hoisted out of the element loops.
+template <class T>
+struct Grid {
+  T scale, inv_scale, zero_point, quant_min, quant_max;
+};
+
+template <class T>
+std::vector<Grid<T>> make_grids(const T* scale, const int32_t* zero_point, int64_t quant_min,
+                                int64_t quant_max, int64_t channels) {
+  std::vector<Grid<T>> grids(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    // PyTorch: inv_scale = 1.0f / scale, in the element type's precision for float.
+    grids[c] = {scale[c], T(1) / scale[c], T(zero_point[c]), T(quant_min), T(quant_max)};
+  }
+  return grids;
+}
+
+// x / s as the target computes it: PyTorch multiplies by the reciprocal, ONNX and TNN divide.
+template <RoundingMode M, class T>
+T scaled(T x, const Grid<T>& g) {
+  if constexpr (M == RoundingMode::kHalfEvenMul) {
+    return x * g.inv_scale;
+  } else {
+    return x / g.scale;
+  }
+}
+
+// The unclamped grid value q, in the order of operations of each runtime (the zero point is
+// added after rounding, except in TNN's float2int8(x / s + zp)).
+template <RoundingMode M, class T>
+T quantize(T x, const Grid<T>& g) {
+  if constexpr (M == RoundingMode::kHalfAway) {
+    const T v = x / g.scale + g.zero_point;
+    return std::trunc(v + (v >= T(0) ? T(0.5) : T(-0.5)));
+  } else if constexpr (M == RoundingMode::kHalfEvenDiv) {
+    return std::nearbyint(x / g.scale) + g.zero_point;
+  } else {
+    return g.zero_point + std::nearbyint(x * g.inv_scale);
+  }
+}
+
+template <class T>
+T dequantize_clamped(T q, const Grid<T>& g) {
+  return (std::min(std::max(q, g.quant_min), g.quant_max) - g.zero_point) * g.scale;
+}
+
+// Calls fn(std::integral_constant<RoundingMode, mode>) so each mode gets its own inlined loop.
+template <class Fn>
+void with_mode(RoundingMode mode, Fn&& fn) {
+  switch (mode) {
+    case RoundingMode::kHalfEvenDiv:
+      fn(std::integral_constant<RoundingMode, RoundingMode::kHalfEvenDiv>());
+      return;
+    case RoundingMode::kHalfAway:
+      fn(std::integral_constant<RoundingMode, RoundingMode::kHalfAway>());
+      return;
+    case RoundingMode::kHalfEvenMul:
+      fn(std::integral_constant<RoundingMode, RoundingMode::kHalfEvenMul>());
+      return;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
+                        int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
+                        int64_t inner, T* y, uint8_t* mask) {
+  const std::vector<Grid<T>> grids = make_grids(scale, zero_point, quant_min, quant_max, channels);
+  const int64_t rows = outer * channels;  // row r is channel r % channels
+  const int64_t n = rows * inner;
+  with_mode(mode, [&](auto m) {
+    constexpr RoundingMode M = decltype(m)::value;
+    auto element = [&](int64_t i, const Grid<T>& g) {
+      const T q = quantize<M>(x[i], g);
+      y[i] = dequantize_clamped(q, g);
+      if (mask != nullptr) mask[i] = g.quant_min <= q && q <= g.quant_max;
+    };
+    if (channels == 1) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t i = 0; i < n; ++i) element(i, grids[0]);
+    } else {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t r = 0; r < rows; ++r) {
+        const Grid<T>& g = grids[r % channels];
+        for (int64_t i = r * inner; i < (r + 1) * inner; ++i) element(i, g);
+      }
+    }
+  });
+}
+
+template <class T>
+void fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
+                            const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
+                            int64_t outer, int64_t channels, int64_t inner, T* y, uint8_t* mask) {
+  const T lo = T(quant_min), hi = T(quant_max);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const T s = scale[c], zp = T(zero_point[c]);
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t k = (o * channels + c) * inner + i;
+        T q = 0;
+        switch (mode) {
+          case RoundingMode::kHalfEvenDiv:
+            q = std::nearbyint(x[k] / s) + zp;
+            break;
+          case RoundingMode::kHalfAway: {
+            const T v = x[k] / s + zp;
+            q = std::trunc(v + (v >= T(0) ? T(0.5) : T(-0.5)));
+            break;
+          }
+          case RoundingMode::kHalfEvenMul:
+            q = zp + std::nearbyint(x[k] * (T(1) / s));
+            break;
+        }
+        y[k] = (std::min(std::max(q, lo), hi) - zp) * s;
+        if (mask != nullptr) mask[k] = lo <= q && q <= hi;
+      }
+    }
+  }
+}
+
+template <class T>
+void fake_quant_lsq_backward(RoundingMode mode, const T* x, const T* scale,
+                             const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
+                             double grad_factor, int64_t outer, int64_t channels, int64_t inner,
+                             const T* dy, T* dx, T* dscale) {
+  const std::vector<Grid<T>> grids = make_grids(scale, zero_point, quant_min, quant_max, channels);
+  const int64_t rows = outer * channels;
+  const int64_t blocks_per_row = std::max<int64_t>(1, (inner + kSumBlock - 1) / kSumBlock);
+  const int64_t tasks = rows * blocks_per_row;
+  std::vector<double> partial(tasks);  // [outer, channels, blocks_per_row]
+  with_mode(mode, [&](auto m) {
+    constexpr RoundingMode M = decltype(m)::value;
+#pragma omp parallel for schedule(static) if (rows * inner > kParallelGrain && tasks > 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t r = t / blocks_per_row, b = t % blocks_per_row;
+      const Grid<T>& g = grids[r % channels];
+      const int64_t begin = r * inner + b * kSumBlock;
+      const int64_t end = r * inner + std::min(inner, (b + 1) * kSumBlock);
+      double sum = 0;
+      for (int64_t i = begin; i < end; ++i) {
+        const T q = quantize<M>(x[i], g);
+        T ds;
+        if (q < g.quant_min) {
+          ds = g.quant_min - g.zero_point;
+        } else if (q > g.quant_max) {
+          ds = g.quant_max - g.zero_point;
+        } else {
+          ds = (q - g.zero_point) - scaled<M>(x[i], g);
+        }
+        const bool inside = g.quant_min <= q && q <= g.quant_max;
+        dx[i] = inside ? dy[i] : T(0);
+        sum += static_cast<double>(dy[i] * ds);
+      }
+      partial[t] = sum;
+    }
+  });
+  std::vector<double> total(channels, 0.0);
+  for (int64_t t = 0; t < tasks; ++t) total[(t / blocks_per_row) % channels] += partial[t];
+  for (int64_t c = 0; c < channels; ++c) dscale[c] = static_cast<T>(grad_factor * total[c]);
+}
+
+template <class T>
+void fake_quant_lsq_backward_ref(RoundingMode mode, const T* x, const T* scale,
+                                 const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
+                                 double grad_factor, int64_t outer, int64_t channels, int64_t inner,
+                                 const T* dy, T* dx, T* dscale) {
+  const T lo = T(quant_min), hi = T(quant_max);
+  std::vector<double> total(channels, 0.0);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const T s = scale[c], zp = T(zero_point[c]);
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t k = (o * channels + c) * inner + i;
+        T q = 0, x_over_s = 0;
+        switch (mode) {
+          case RoundingMode::kHalfEvenDiv:
+            x_over_s = x[k] / s;
+            q = std::nearbyint(x_over_s) + zp;
+            break;
+          case RoundingMode::kHalfAway: {
+            x_over_s = x[k] / s;
+            const T v = x_over_s + zp;
+            q = std::trunc(v + (v >= T(0) ? T(0.5) : T(-0.5)));
+            break;
+          }
+          case RoundingMode::kHalfEvenMul:
+            x_over_s = x[k] * (T(1) / s);
+            q = zp + std::nearbyint(x_over_s);
+            break;
+        }
+        const T ds = q < lo ? lo - zp : q > hi ? hi - zp : (q - zp) - x_over_s;
+        dx[k] = (lo <= q && q <= hi) ? dy[k] : T(0);
+        total[c] += static_cast<double>(dy[k] * ds);
+      }
+    }
+  }
+  for (int64_t c = 0; c < channels; ++c) dscale[c] = static_cast<T>(grad_factor * total[c]);
+}
+
+#define QAT_INSTANTIATE_FAKE_QUANT(T)                                                            \
+  template void fake_quant_forward<T>(RoundingMode, const T*, const T*, const int32_t*, int64_t, \
+                                      int64_t, int64_t, int64_t, int64_t, T*, uint8_t*);         \
+  template void fake_quant_forward_ref<T>(RoundingMode, const T*, const T*, const int32_t*,      \
+                                          int64_t, int64_t, int64_t, int64_t, int64_t, T*,       \
+                                          uint8_t*);                                             \
+  template void fake_quant_lsq_backward<T>(RoundingMode, const T*, const T*, const int32_t*,     \
+                                           int64_t, int64_t, double, int64_t, int64_t, int64_t,  \
+                                           const T*, T*, T*);                                    \
+  template void fake_quant_lsq_backward_ref<T>(RoundingMode, const T*, const T*, const int32_t*, \
+                                               int64_t, int64_t, double, int64_t, int64_t,       \
+                                               int64_t, const T*, T*, T*);
+
+QAT_INSTANTIATE_FAKE_QUANT(float)
+QAT_INSTANTIATE_FAKE_QUANT(double)
+
+#undef QAT_INSTANTIATE_FAKE_QUANT
+
+}  // namespace qat::kernels
