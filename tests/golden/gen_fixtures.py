@@ -36,13 +36,14 @@ fixture is also recomputed by PyTorch in float32 and must pass them; the script 
 """
 
 import collections
-import json
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from safetensors_io import write_safetensors  # noqa: E402  (tools/safetensors_io.py)
 
 # (rtol, atol) per family, as used by the C++ tests: |qat - ref| <= atol + rtol * |ref|.
 TOLERANCES = {
@@ -55,35 +56,6 @@ TOLERANCES = {
 }
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
-
-_DTYPES = {torch.float32: ("F32", "<f4"), torch.int64: ("I64", "<i8")}
-
-
-def write_safetensors(path, tensors):
-    """Writes an ordered {name: tensor} dict in the safetensors format, by hand: 8-byte
-    little-endian header length, JSON header {name: {dtype, shape, data_offsets}} padded with
-    spaces to a multiple of 8, then the raw little-endian data in header order."""
-    header = collections.OrderedDict()
-    blobs = []
-    offset = 0
-    for name, t in tensors.items():
-        dtype, np_dtype = _DTYPES[t.dtype]
-        data = t.detach().contiguous().numpy().astype(np_dtype).tobytes()
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        blobs.append(data)
-        offset += len(data)
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    header_bytes += b" " * (-len(header_bytes) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for blob in blobs:
-            f.write(blob)
-
 
 class Fixture:
     """Collects one file's tensors and checks PyTorch's float32 results against the reference."""
