@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""PyTorch side of bench/train_step_bench: the same small CNN, batch, shapes and optimizer,
-timed the same way (warm-up steps, then the mean of timed steps; peak RSS from the kernel).
+"""PyTorch side of bench/train_step_bench: the same network, batch, shapes and optimizer, timed
+the same way (warm-up steps, then the mean over timed steps; peak RSS from the kernel).
 
-  /usr/bin/python3 bench/pytorch_train_step.py --threads 2 --batch 64 --steps 50
+  /usr/bin/python3 bench/pytorch_train_step.py --model resnet18 --shape 3,224,224 --batch 16
+  /usr/bin/python3 bench/pytorch_train_step.py --model resnet18 --shape 1,32,32 --small-input 1
 
-Needs Debian's python3-torch (tools/install_deps.sh --torch). Prints one line:
-  pytorch small_cnn threads=2 batch=64 images/s=... peak_rss_mb=...
+--small-input 1 applies the same stem change as qat's small_input option (3x3 stride-1 first conv,
+no stem max-pool; see zoo/*.cc). Needs Debian's python3-torch and python3-torchvision
+(tools/install_deps.sh --torch). Prints one line:
+  pytorch resnet18 threads=2 batch=16 shape=3,224,224 images/s=... peak_rss_mb=...
 """
 import argparse
 import resource
@@ -13,30 +16,70 @@ import time
 
 import torch
 import torch.nn as nn
+import torchvision
 
 
-def small_cnn():
-    # Same layers and names as zoo/small_cnn.cc.
+def small_cnn(num_classes):
+    # Same layers as zoo/small_cnn.cc.
     def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.MaxPool2d(2)]
 
-    return nn.Sequential(*block(1, 32), nn.MaxPool2d(2), *block(32, 64), nn.MaxPool2d(2),
-                         *block(64, 128), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128 * 3 * 3, 10))
+    return nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(),
+                         nn.Linear(128 * 3 * 3, num_classes))
+
+
+def conv3x3(cin, cout):
+    return nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=False)
+
+
+def build(name, num_classes, in_channels, small_input):
+    if name == "small_cnn":
+        return small_cnn(num_classes)
+    kwargs = {"num_classes": num_classes}
+    if name == "googlenet":
+        kwargs.update(aux_logits=False, init_weights=True)
+    model = getattr(torchvision.models, name)(**kwargs)
+    if name.startswith("resnet"):
+        model.conv1 = conv3x3(in_channels, 64) if small_input else \
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        if small_input:
+            model.maxpool = nn.Identity()
+    elif name == "mobilenet_v2":
+        model.features[0][0] = nn.Conv2d(in_channels, 32, 3, 1 if small_input else 2, 1, bias=False)
+    elif name.startswith("shufflenet"):
+        out = model.conv1[0].out_channels
+        model.conv1[0] = nn.Conv2d(in_channels, out, 3, 1 if small_input else 2, 1, bias=False)
+        if small_input:
+            model.maxpool = nn.Identity()
+    elif name == "googlenet":
+        model.conv1.conv = conv3x3(in_channels, 64) if small_input else \
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        if small_input:
+            model.maxpool1 = nn.Identity()
+            model.maxpool2 = nn.Identity()
+    return model
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="small_cnn")
+    ap.add_argument("--shape", default="1,28,28")
+    ap.add_argument("--small-input", type=int, default=0)
+    ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = small_cnn().train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x = torch.randn(args.batch, 1, 28, 28)
-    y = torch.randint(0, 10, (args.batch,))
+    c, h, w = (int(v) for v in args.shape.split(","))
+    model = build(args.model, args.classes, c, bool(args.small_input)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    x = torch.randn(args.batch, c, h, w)
+    y = torch.arange(args.batch) % args.classes
 
     def step():
         loss = nn.functional.cross_entropy(model(x), y)
@@ -51,8 +94,8 @@ def main():
         step()
     elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"pytorch small_cnn threads={args.threads} batch={args.batch} "
-          f"images/s={args.batch * args.steps / elapsed:.1f} peak_rss_mb={peak_mb:.0f}")
+    print(f"pytorch {args.model} threads={args.threads} batch={args.batch} shape={args.shape} "
+          f"images/s={args.batch * args.steps / elapsed:.2f} peak_rss_mb={peak_mb:.0f}")
 
 
 if __name__ == "__main__":

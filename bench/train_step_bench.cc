@@ -1,18 +1,22 @@
-// Train-step throughput and peak memory of zoo::SmallCnn: forward, cross-entropy, backward and
-// an SGD step on a fixed random batch, timed after warm-up. The PyTorch twin is
-// bench/pytorch_train_step.py (same network, batch, shapes, optimizer and timing).
-//   bazel run //bench:train_step_bench -- --threads 2 --batch 64 --steps 50
+// Train-step throughput and peak memory of a zoo model: forward, cross-entropy, backward and an
+// SGD step (momentum, nesterov, weight decay) on a fixed random batch, timed after warm-up.
+// The PyTorch twin is bench/pytorch_train_step.py (same network, batch, shapes, optimizer and
+// timing); bench/run_zoo_bench.sh runs both over the model matrix.
+//   bazel run //bench:train_step_bench -- --model resnet18 --shape 3,224,224 --batch 16
+//   bazel run //bench:train_step_bench -- --model resnet18 --shape 1,32,32 --small-input 1
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 
+#include "core/autograd.h"
 #include "core/ops/loss.h"
 #include "core/random.h"
 #include "core/threads.h"
 #include "nn/optim.h"
 #include "zoo/flags.h"
-#include "zoo/small_cnn.h"
+#include "zoo/registry.h"
 
 namespace qat::bench {
 namespace {
@@ -26,11 +30,25 @@ double peak_rss_mb() {
   return 0;
 }
 
+// "3,224,224" -> {3, 224, 224}
+Shape parse_chw(const std::string& text) {
+  Shape shape;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) shape.push_back(std::stoll(part));
+  QAT_CHECK(shape.size() == 3, "--shape expects C,H,W, got '", text, "'");
+  return shape;
+}
+
 int run(int argc, char** argv) {
-  zoo::Flags flags({{"threads", {"2", "threads"}},
+  zoo::Flags flags({{"model", {"small_cnn", "zoo model name"}},
+                    {"shape", {"1,28,28", "input C,H,W"}},
+                    {"small-input", {"0", "1: the models' 28x28/32x32 stem"}},
+                    {"classes", {"10", "number of classes"}},
+                    {"threads", {"2", "threads"}},
                     {"batch", {"64", "batch size"}},
-                    {"steps", {"50", "timed steps"}},
-                    {"warmup", {"5", "untimed warm-up steps"}}},
+                    {"steps", {"20", "timed steps"}},
+                    {"warmup", {"3", "untimed warm-up steps"}}},
                    argc, argv);
   if (flags.help_requested()) {
     std::printf("%s", flags.usage("train_step_bench").c_str());
@@ -39,17 +57,30 @@ int run(int argc, char** argv) {
   set_num_threads(static_cast<int>(flags.get_int("threads")));
   const int64_t batch = flags.get_int("batch"), steps = flags.get_int("steps");
   QAT_CHECK(batch >= 1 && steps >= 1, "--batch and --steps must be positive");
+  const Shape chw = parse_chw(flags.get_string("shape"));
+
+  zoo::ModelConfig config;
+  config.name = flags.get_string("model");
+  config.num_classes = flags.get_int("classes");
+  if (config.name != "small_cnn") {
+    config.in_channels = chw[0];
+    config.small_input = flags.get_int("small-input") != 0;
+  }
+  // GoogLeNet without aux heads on both sides: its aux losses would make the comparison
+  // depend on how each side weights them.
+  if (config.name == "googlenet") config.aux_logits = false;
   manual_seed(0);
-  zoo::SmallCnn model;
-  nn::SGD optimizer(model.parameters(),
+  std::shared_ptr<nn::Module> model = zoo::create_model(config);
+  model->train();
+  nn::SGD optimizer(model->parameters(),
                     nn::SGDOptions(0.01).momentum(0.9).nesterov(true).weight_decay(5e-4));
-  Tensor x = Tensor::empty({batch, 1, 28, 28});
+  Tensor x = Tensor::empty({batch, chw[0], chw[1], chw[2]});
   normal_(x, 0, 1);
   Tensor y = Tensor::empty({batch}, DType::kInt64);
-  for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % 10;
+  for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % flags.get_int("classes");
 
   auto step = [&] {
-    Tensor loss = ops::cross_entropy(model.forward(x), y);
+    Tensor loss = ops::cross_entropy(model->forward(x), y);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
@@ -58,9 +89,10 @@ int run(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step();
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("qat small_cnn threads=%d batch=%lld images/s=%.1f peak_rss_mb=%.0f\n",
-              get_num_threads(), static_cast<long long>(batch),
-              static_cast<double>(batch * steps) / elapsed, peak_rss_mb());
+  std::printf("qat %s threads=%d batch=%lld shape=%s images/s=%.2f peak_rss_mb=%.0f\n",
+              config.name.c_str(), get_num_threads(), static_cast<long long>(batch),
+              flags.get_string("shape").c_str(), static_cast<double>(batch * steps) / elapsed,
+              peak_rss_mb());
   return 0;
 }
 
