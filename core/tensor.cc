@@ -239,6 +239,15 @@ Tensor& Tensor::mul_(double factor) {
   return *this;
 }
 
+Tensor& Tensor::resize_(const Shape& new_shape) {
+  if (new_shape == shape()) return *this;
+  TensorImpl& t = impl();
+  t.storage = empty(new_shape, t.dtype).impl().storage;
+  t.offset_bytes = 0;
+  t.shape = new_shape;
+  return *this;
+}
+
 bool Tensor::requires_grad() const { return impl().requires_grad || impl().grad_fn != nullptr; }
 
 Tensor& Tensor::requires_grad_(bool value) {

@@ -101,6 +101,9 @@ class Tensor {
   Tensor& zero_() { return fill_(0.0); }
   Tensor& add_(const Tensor& other, double alpha = 1.0);  // this += alpha * other (same shape)
   Tensor& mul_(double factor);
+  // New shape with fresh, uninitialized storage when the shape differs, as torch's resize_.
+  // The handle (and every copy of it) sees the change; views taken before do not.
+  Tensor& resize_(const Shape& shape);
 
   // ---- autograd
   bool requires_grad() const;  // leaf flag, or has grad_fn

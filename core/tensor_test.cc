@@ -65,6 +65,15 @@ TEST(Tensor, InPlaceMethods) {
   EXPECT_THROW(a.copy_(Tensor::ones({5})), Error);
 }
 
+TEST(Tensor, ResizeIsSeenByEveryHandle) {
+  Tensor buffer = Tensor::ones({1});
+  const Tensor alias = buffer;
+  buffer.resize_({3});
+  EXPECT_EQ(alias.shape(), (Shape{3}));
+  buffer.fill_(2.0);
+  EXPECT_EQ(alias.to_vector<float>(), (std::vector<float>{2, 2, 2}));
+}
+
 TEST(Tensor, RequiresGradOnlyOnFloatingLeaves) {
   Tensor t = Tensor::zeros({2});
   t.requires_grad_();

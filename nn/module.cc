@@ -116,6 +116,17 @@ void Module::collect_buffers(const std::string& prefix, bool recurse, NamedTenso
     child->collect_buffers(prefix + name + ".", true, out);
 }
 
+Tensor Module::register_resizable_buffer(const std::string& name, Tensor value) {
+  Tensor registered = register_buffer(name, std::move(value));
+  resizable_buffers_.insert(name);
+  return registered;
+}
+
+void Module::collect_resizable(const std::string& prefix, std::set<std::string>& out) const {
+  for (const std::string& name : resizable_buffers_) out.insert(prefix + name);
+  for (const auto& [name, child] : children_) child->collect_resizable(prefix + name + ".", out);
+}
+
 void Module::collect_state(const std::string& prefix, StateDict& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
   for (const auto& [name, t] : buffers_) out.emplace_back(prefix + name, t);
@@ -184,6 +195,8 @@ LoadResult Module::load_state_dict(const StateDict& state_dict, bool strict) {
   // Check everything before writing anything, so a failed load leaves the model untouched.
   LoadResult result;
   std::vector<std::pair<Tensor, const Tensor*>> copies;  // (model tensor, checkpoint tensor)
+  std::set<std::string> resizable;
+  collect_resizable("", resizable);
   for (const auto& [name, target] : this->state_dict()) {
     auto it = incoming.find(name);
     if (it == incoming.end()) {
@@ -193,7 +206,8 @@ LoadResult Module::load_state_dict(const StateDict& state_dict, bool strict) {
     const Tensor& source = *it->second;
     QAT_CHECK(source.defined(), "load_state_dict: the checkpoint tensor for ", name,
               " is undefined");
-    QAT_CHECK(source.shape() == target.shape(), "load_state_dict: size mismatch for ", name,
+    QAT_CHECK(source.shape() == target.shape() || resizable.count(name),
+              "load_state_dict: size mismatch for ", name,
               ": checkpoint ", shape_str(source.shape()), ", model ", shape_str(target.shape()));
     copies.emplace_back(target, &source);
     incoming.erase(it);
@@ -209,7 +223,7 @@ LoadResult Module::load_state_dict(const StateDict& state_dict, bool strict) {
         " (HINT: strict=false loads the matching keys and reports the rest)");
   }
   // copy_ writes in place (and converts the dtype, as PyTorch's param.copy_(input_param)).
-  for (auto& [target, source] : copies) target.copy_(*source);
+  for (auto& [target, source] : copies) target.resize_(source->shape()).copy_(*source);
   return result;
 }
 

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +81,10 @@ class Module : public std::enable_shared_from_this<Module> {
   // A parameter is a leaf; it is marked requires_grad. Returns the registered handle.
   Tensor register_parameter(const std::string& name, Tensor value);
   Tensor register_buffer(const std::string& name, Tensor value);
+  // A buffer whose shape depends on the data it has seen (per-channel observer state, [0] until
+  // the first batch). load_state_dict resizes it to the checkpoint's shape instead of rejecting
+  // the mismatch (PyTorch's observers do this in _load_from_state_dict).
+  Tensor register_resizable_buffer(const std::string& name, Tensor value);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     QAT_CHECK(module != nullptr, type_name(), ": register_module('", name, "') got a null module");
@@ -94,9 +99,11 @@ class Module : public std::enable_shared_from_this<Module> {
   void collect_parameters(const std::string& prefix, bool recurse, NamedTensors& out) const;
   void collect_buffers(const std::string& prefix, bool recurse, NamedTensors& out) const;
   void collect_state(const std::string& prefix, StateDict& out) const;
+  void collect_resizable(const std::string& prefix, std::set<std::string>& out) const;
 
   NamedTensors params_;
   NamedTensors buffers_;
+  std::set<std::string> resizable_buffers_;
   NamedModules children_;
   bool training_ = true;
 };

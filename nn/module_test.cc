@@ -230,6 +230,38 @@ TEST(Module, SizeMismatchNamesTheKeyAndBothShapes) {
   EXPECT_THROW(narrow->load_state_dict(wide->state_dict(), /*strict=*/false), Error);
 }
 
+// Holds a data-dependent buffer, like a per-channel observer's min_val.
+class GrowingState : public Module {
+ public:
+  GrowingState() {
+    fixed = register_buffer("fixed", Tensor::zeros({2}));
+    seen = register_resizable_buffer("seen", Tensor::empty({0}));
+  }
+  std::string type_name() const override { return "GrowingState"; }
+  Tensor fixed, seen;
+};
+
+class HoldsGrowingState : public Module {
+ public:
+  HoldsGrowingState() { register_module("0", std::make_shared<GrowingState>()); }
+  std::string type_name() const override { return "HoldsGrowingState"; }
+};
+
+TEST(Module, ResizableBuffersTakeTheCheckpointShape) {
+  auto fresh = std::make_shared<HoldsGrowingState>();
+  auto trained = std::make_shared<HoldsGrowingState>();
+  Tensor handle = fresh->state_dict()[1].second;
+  trained->state_dict()[1].second.resize_({3}).fill_(7.0);
+  fresh->load_state_dict(trained->state_dict());
+  EXPECT_EQ(handle.shape(), (Shape{3}));  // resized in place: held handles see it
+  EXPECT_EQ(handle.to_vector<float>(), (std::vector<float>{7, 7, 7}));
+  // Only the resizable buffer may change shape.
+  trained->state_dict()[0].second.resize_({5});
+  EXPECT_NE(error_of([&] { fresh->load_state_dict(trained->state_dict()); })
+                .find("size mismatch for 0.fixed"),
+            std::string::npos);
+}
+
 TEST(Module, FailedLoadWritesNothing) {
   auto net = std::make_shared<Net>();
   auto src = std::make_shared<Net>();

@@ -39,8 +39,8 @@ FakeQuantize::FakeQuantize(std::shared_ptr<ObserverBase> observer,
   if (options_.learnable_scale()) scale_ = register_parameter("scale", Tensor::ones({1}));
   fake_quant_enabled_ = register_buffer("fake_quant_enabled", Tensor::ones({1}, DType::kUInt8));
   observer_enabled_ = register_buffer("observer_enabled", Tensor::ones({1}, DType::kUInt8));
-  if (!options_.learnable_scale()) scale_ = register_buffer("scale", Tensor::ones({1}));
-  zero_point_ = register_buffer("zero_point", Tensor::zeros({1}, DType::kInt32));
+  if (!options_.learnable_scale()) scale_ = register_resizable_buffer("scale", Tensor::ones({1}));
+  zero_point_ = register_resizable_buffer("zero_point", Tensor::zeros({1}, DType::kInt32));
   register_module("activation_post_process", observer_);
 }
 
@@ -58,8 +58,8 @@ std::pair<Tensor, Tensor> FakeQuantize::calculate_qparams() const {
 
 void FakeQuantize::update_qparams() {
   const auto [scale, zero_point] = observer_->calculate_qparams();
-  detail::resize_buffer(scale_, scale.shape());
-  detail::resize_buffer(zero_point_, zero_point.shape());
+  Tensor(scale_).resize_(scale.shape());
+  Tensor(zero_point_).resize_(zero_point.shape());
   scale_.copy_(scale);
   zero_point_.copy_(zero_point);
 }

@@ -55,10 +55,10 @@ ObserverBase::ObserverBase(const std::string& name, const ObserverOptions& optio
   rule_.eps = options.eps();
   rule_.symmetric_scale = options.symmetric_scale();
   eps_ = register_buffer("eps", Tensor::full({1}, options.eps()));
-  min_val_ =
-      register_buffer("min_val", per_channel ? Tensor::empty({0}) : Tensor::scalar(INFINITY));
-  max_val_ =
-      register_buffer("max_val", per_channel ? Tensor::empty({0}) : Tensor::scalar(-INFINITY));
+  min_val_ = register_resizable_buffer("min_val",
+                                       per_channel ? Tensor::empty({0}) : Tensor::scalar(INFINITY));
+  max_val_ = register_resizable_buffer(
+      "max_val", per_channel ? Tensor::empty({0}) : Tensor::scalar(-INFINITY));
 }
 
 QParamsRule ObserverBase::rule() const {
@@ -191,8 +191,8 @@ bool ObserverBase::observed() const {
 void ObserverBase::store(const std::vector<float>& min_val, const std::vector<float>& max_val) {
   const bool zero_dim = !is_per_channel();
   const Tensor mins = vector_tensor(min_val, zero_dim), maxs = vector_tensor(max_val, zero_dim);
-  detail::resize_buffer(min_val_, mins.shape());
-  detail::resize_buffer(max_val_, maxs.shape());
+  Tensor(min_val_).resize_(mins.shape());
+  Tensor(max_val_).resize_(maxs.shape());
   min_val_.copy_(mins);
   max_val_.copy_(maxs);
 }

@@ -161,15 +161,4 @@ QParams qparams_from_amax(const Tensor& amax, int64_t quant_min, int64_t quant_m
   return qp;
 }
 
-namespace detail {
-
-void resize_buffer(const Tensor& buffer, const Shape& shape) {
-  if (buffer.shape() == shape) return;
-  TensorImpl& impl = buffer.impl();
-  impl.storage = Tensor::empty(shape, impl.dtype).impl().storage;
-  impl.offset_bytes = 0;
-  impl.shape = shape;
-}
-
-}  // namespace detail
 }  // namespace qat::quant

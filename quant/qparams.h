@@ -90,12 +90,4 @@ QParams qparams_from_amax(const Tensor& amax, int64_t quant_min, int64_t quant_m
                           RoundingMode rounding, std::optional<int64_t> axis = std::nullopt,
                           double eps = kFloat32Eps);
 
-namespace detail {
-
-// Gives a buffer a new shape and fresh (uninitialized) storage in place, as torch's resize_:
-// every handle sharing it (state_dict() entries, a FakeQuantize's scale) sees the change.
-// Per-channel observers and FakeQuantize use it when the channel count becomes known.
-void resize_buffer(const Tensor& buffer, const Shape& shape);
-
-}  // namespace detail
 }  // namespace qat::quant

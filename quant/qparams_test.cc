@@ -169,14 +169,5 @@ TEST(QParams, FakeQuantizeDispatchesOnAxis) {
             std::string::npos);
 }
 
-TEST(QParams, ResizeBufferIsSeenByEveryHandle) {
-  Tensor buffer = Tensor::ones({1});
-  const Tensor alias = buffer;
-  detail::resize_buffer(buffer, {3});
-  EXPECT_EQ(alias.shape(), (Shape{3}));
-  buffer.fill_(2.0);
-  EXPECT_EQ(alias.to_vector<float>(), (std::vector<float>{2, 2, 2}));
-}
-
 }  // namespace
 }  // namespace qat::quant
