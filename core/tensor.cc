@@ -5,12 +5,11 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/allocator.h"
 #include "core/autograd.h"
 
 namespace qat {
 namespace {
-
-constexpr size_t kAlignment = 64;
 
 template <class Fn>
 void dispatch_dtype(DType dtype, Fn&& fn) {
@@ -42,12 +41,12 @@ void convert_elements(const void* src, DType src_dtype, void* dst, DType dst_dty
 }  // namespace
 
 Storage::Storage(size_t nbytes) : nbytes_(nbytes) {
-  size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-  data_ = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  if (data_ == nullptr) throw Error("out of memory allocating " + std::to_string(nbytes) + " bytes");
+  Block block = allocate_block(nbytes);
+  data_ = block.data;
+  capacity_ = block.capacity;
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { free_block({data_, capacity_}); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   for (int64_t s : shape) QAT_CHECK(s >= 0, "negative size in shape ", shape_str(shape));

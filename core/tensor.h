@@ -14,7 +14,7 @@ namespace qat {
 class Node;
 class Tensor;
 
-// A block of 64-byte aligned memory shared by a tensor and its views.
+// A block of 64-byte aligned memory shared by a tensor and its views (from core/allocator.h).
 class Storage {
  public:
   explicit Storage(size_t nbytes);
@@ -28,6 +28,7 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t capacity_ = 0;  // what the allocator handed out (core/allocator.h)
 };
 
 // What a Tensor handle points to. Always contiguous (row-major); a view differs from its base

@@ -100,18 +100,18 @@ Arg output_arg(const memory::desc& user_md, const memory::desc& prim_md) {
 
 // The user's buffer, or a copy of it reordered into the primitive's layout. (oneDNN memory wraps
 // non-const handles; inputs are only read, here and for the bias.)
-memory bind_input(const Arg& arg, const float* data) {
+memory bind_input(const Arg& arg, const float* data, onednn::ScratchBuffers& scratch) {
   memory user_mem(arg.user_md, onednn::engine(), const_cast<float*>(data));
   if (!arg.reorder) return user_mem;
-  memory prim_mem(arg.prim_md, onednn::engine());
+  memory prim_mem = scratch.make_memory(arg.prim_md);
   onednn::execute(*arg.reorder, {{DNNL_ARG_FROM, user_mem}, {DNNL_ARG_TO, prim_mem}});
   return prim_mem;
 }
 
 // The user's buffer, or scratch in the primitive's layout for finish_output to reorder back.
-memory bind_output(const Arg& arg, float* data) {
+memory bind_output(const Arg& arg, float* data, onednn::ScratchBuffers& scratch) {
   if (!arg.reorder) return memory(arg.user_md, onednn::engine(), data);
-  return memory(arg.prim_md, onednn::engine());
+  return scratch.make_memory(arg.prim_md);
 }
 
 void finish_output(const Arg& arg, const memory& prim_mem, float* data) {
@@ -198,9 +198,10 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     const Forward& f = cache.get_or_create(cache_key(variant, d),
                                            [&] { return make_forward(d, prop, with_bias); });
 
-    memory dst_mem = bind_output(f.dst, y);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, bind_input(f.src, x)},
-                                         {DNNL_ARG_WEIGHTS, bind_input(f.weights, w)},
+    onednn::ScratchBuffers scratch;
+    memory dst_mem = bind_output(f.dst, y, scratch);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, bind_input(f.src, x, scratch)},
+                                         {DNNL_ARG_WEIGHTS, bind_input(f.weights, w, scratch)},
                                          {DNNL_ARG_DST, dst_mem}};
     if (with_bias) args[DNNL_ARG_BIAS] = memory(d.bias_md, onednn::engine(), const_cast<float*>(b));
     onednn::execute(f.conv, args);
@@ -217,9 +218,10 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
     const BackwardData& bd =
         cache.get_or_create(cache_key("bwd_data", d), [&] { return make_backward_data(d); });
 
-    memory diff_src_mem = bind_output(bd.diff_src, dx);
-    onednn::execute(bd.conv, {{DNNL_ARG_DIFF_DST, bind_input(bd.diff_dst, dy)},
-                              {DNNL_ARG_WEIGHTS, bind_input(bd.weights, w)},
+    onednn::ScratchBuffers scratch;
+    memory diff_src_mem = bind_output(bd.diff_src, dx, scratch);
+    onednn::execute(bd.conv, {{DNNL_ARG_DIFF_DST, bind_input(bd.diff_dst, dy, scratch)},
+                              {DNNL_ARG_WEIGHTS, bind_input(bd.weights, w, scratch)},
                               {DNNL_ARG_DIFF_SRC, diff_src_mem}});
     finish_output(bd.diff_src, diff_src_mem, dx);
   } catch (const dnnl::error& e) {
@@ -237,9 +239,10 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
         cache.get_or_create(cache_key(with_bias ? "bwd_weights_bias" : "bwd_weights", d),
                             [&] { return make_backward_weights(d, with_bias); });
 
-    memory diff_weights_mem = bind_output(bw.diff_weights, dw);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, bind_input(bw.src, x)},
-                                         {DNNL_ARG_DIFF_DST, bind_input(bw.diff_dst, dy)},
+    onednn::ScratchBuffers scratch;
+    memory diff_weights_mem = bind_output(bw.diff_weights, dw, scratch);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, bind_input(bw.src, x, scratch)},
+                                         {DNNL_ARG_DIFF_DST, bind_input(bw.diff_dst, dy, scratch)},
                                          {DNNL_ARG_DIFF_WEIGHTS, diff_weights_mem}};
     if (with_bias) args[DNNL_ARG_DIFF_BIAS] = memory(d.bias_md, onednn::engine(), db);
     onednn::execute(bw.conv, args);

@@ -24,6 +24,15 @@ std::string dims_key(const std::string& tag, std::initializer_list<dnnl::memory:
   return key;
 }
 
+ScratchBuffers::~ScratchBuffers() {
+  for (const Block& block : blocks_) free_block(block);
+}
+
+dnnl::memory ScratchBuffers::make_memory(const dnnl::memory::desc& md) {
+  blocks_.push_back(allocate_block(md.get_size()));
+  return dnnl::memory(md, engine(), blocks_.back().data);
+}
+
 void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args) {
   prim.execute(stream(), args);
   stream().wait();

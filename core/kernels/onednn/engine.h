@@ -3,10 +3,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
-#include <oneapi/dnnl/dnnl.hpp>
+#include "core/allocator.h"
 
 // Only core/kernels/onednn/ includes dnnl.hpp; everything outside sees plain buffers and dims.
 namespace qat::kernels::onednn {
@@ -35,6 +37,22 @@ class Cache {
 
 // "tag:1,2,3;4,5" from a tag and any number of dims lists.
 std::string dims_key(const std::string& tag, std::initializer_list<dnnl::memory::dims> dims_lists);
+
+// Buffers for the layout-converted copies one kernel call needs, taken from qat's caching
+// allocator (core/allocator.h) and given back when the call ends: a training step converts the
+// same shapes every iteration, and fresh pages from the system cost page faults each time.
+class ScratchBuffers {
+ public:
+  ScratchBuffers() = default;
+  ~ScratchBuffers();
+  ScratchBuffers(const ScratchBuffers&) = delete;
+  ScratchBuffers& operator=(const ScratchBuffers&) = delete;
+  // A memory object of layout `md` backed by a new scratch buffer.
+  dnnl::memory make_memory(const dnnl::memory::desc& md);
+
+ private:
+  std::vector<Block> blocks_;
+};
 
 // Runs `prim` with `args` on the shared stream and waits.
 void execute(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args);
