@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/kernels/batch_norm.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -145,12 +146,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
                   double eps) {
   check_inputs(x, running_mean, running_var, weight, bias, training, momentum, eps);
-  if (x.dtype() == DType::kFloat32) {
-    return batch_norm_impl<float>(x, running_mean, running_var, weight, bias, training, momentum,
-                                  eps);
+  Tensor y = x.dtype() == DType::kFloat32
+                 ? batch_norm_impl<float>(x, running_mean, running_var, weight, bias, training,
+                                          momentum, eps)
+                 : batch_norm_impl<double>(x, running_mean, running_var, weight, bias, training,
+                                           momentum, eps);
+  if (op_tracing()) {
+    trace_op("batch_norm", {x, running_mean, running_var, weight, bias}, {y},
+             {{"training", training}, {"momentum", momentum}, {"eps", eps}});
   }
-  return batch_norm_impl<double>(x, running_mean, running_var, weight, bias, training, momentum,
-                                 eps);
+  return y;
 }
 
 }  // namespace qat::ops

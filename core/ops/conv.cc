@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/kernels/conv.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -116,6 +117,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
     if (!w.requires_grad()) dw = Tensor();
     return {dx, dw, db};
   });
+  if (op_tracing()) {
+    trace_op("conv2d", {x, w, b}, {y},
+             {{"stride", params.stride},
+              {"padding", params.padding},
+              {"dilation", params.dilation},
+              {"groups", params.groups}});
+  }
   return y;
 }
 

@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/kernels/elementwise.h"
 #include "core/ops/op_helpers.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -118,6 +119,7 @@ Tensor reduce(const char* api, const Tensor& x, const std::vector<int64_t>& dims
     });
     return {dx};
   });
+  if (op_tracing()) trace_op(api, {x}, {y}, {{"dims", dims}, {"keepdim", keepdim}});
   return y;
 }
 
@@ -131,6 +133,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
        need_b = b.requires_grad()](const Tensor& dy) -> Grads {
         return {need_a ? sum_to(dy, a_shape) : Tensor(), need_b ? sum_to(dy, b_shape) : Tensor()};
       });
+  if (op_tracing()) trace_op("add", {a, b}, {y});
   return y;
 }
 
@@ -142,6 +145,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
            return {need_a ? sum_to(dy, a_shape) : Tensor(),
                    need_b ? neg(sum_to(dy, b_shape)) : Tensor()};
          });
+  if (op_tracing()) trace_op("sub", {a, b}, {y});
   return y;
 }
 
@@ -155,6 +159,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
            if (need_b) grads[1] = sum_to(mul(dy, a), b.shape());
            return grads;
          });
+  if (op_tracing()) trace_op("mul", {a, b}, {y});
   return y;
 }
 
@@ -170,24 +175,28 @@ Tensor div(const Tensor& a, const Tensor& b) {
            if (need_b) grads[1] = neg(sum_to(mul(dy_over_b, div(a, b)), b.shape()));
            return grads;
          });
+  if (op_tracing()) trace_op("div", {a, b}, {y});
   return y;
 }
 
 Tensor add(const Tensor& a, double b) {
   Tensor y = scalar_values("add", BinaryOp::kAdd, a, b);
   record(y, "add", {a}, [](const Tensor& dy) -> Grads { return {dy}; });
+  if (op_tracing()) trace_op("add", {a}, {y}, {{"other", b}});
   return y;
 }
 
 Tensor mul(const Tensor& a, double b) {
   Tensor y = scalar_values("mul", BinaryOp::kMul, a, b);
   record(y, "mul", {a}, [b](const Tensor& dy) -> Grads { return {mul(dy, b)}; });
+  if (op_tracing()) trace_op("mul", {a}, {y}, {{"other", b}});
   return y;
 }
 
 Tensor neg(const Tensor& x) {
   Tensor y = scalar_values("neg", BinaryOp::kMul, x, -1.0);
   record(y, "neg", {x}, [](const Tensor& dy) -> Grads { return {neg(dy)}; });
+  if (op_tracing()) trace_op("neg", {x}, {y});
   return y;
 }
 
@@ -207,13 +216,20 @@ Tensor relu(const Tensor& x) {
     });
     return {dx};
   });
+  if (op_tracing()) trace_op("relu", {x}, {y});
   return y;
 }
 
-Tensor relu6(const Tensor& x) { return clamp_op("relu6", x, 0.0, 6.0, /*inclusive=*/false); }
+Tensor relu6(const Tensor& x) {
+  Tensor y = clamp_op("relu6", x, 0.0, 6.0, /*inclusive=*/false);
+  if (op_tracing()) trace_op("relu6", {x}, {y});
+  return y;
+}
 
 Tensor clamp(const Tensor& x, double min, double max) {
-  return clamp_op("clamp", x, min, max, /*inclusive=*/true);
+  Tensor y = clamp_op("clamp", x, min, max, /*inclusive=*/true);
+  if (op_tracing()) trace_op("clamp", {x}, {y}, {{"min", min}, {"max", max}});
+  return y;
 }
 
 Tensor sum(const Tensor& x) { return reduce("sum", x, {}, false, /*mean=*/false); }

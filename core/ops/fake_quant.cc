@@ -7,6 +7,7 @@
 #include "core/autograd.h"
 #include "core/kernels/elementwise.h"
 #include "core/ops/op_helpers.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -63,6 +64,17 @@ Grid check_grid(const char* api, const Tensor& x, const Tensor& scale, const Ten
   return grid;
 }
 
+// A fake-quant call's arguments for the op-tracing hook; rounding is the RoundingMode's value.
+OpAttrs quant_attrs(std::optional<int64_t> axis, int64_t quant_min, int64_t quant_max,
+                    RoundingMode rounding) {
+  OpAttrs attrs;
+  if (axis) attrs.set("axis", *axis);
+  attrs.set("quant_min", quant_min);
+  attrs.set("quant_max", quant_max);
+  attrs.set("rounding", static_cast<int64_t>(rounding));
+  return attrs;
+}
+
 // y = fake_quant(x) with the STE backward dx = dy * mask (mask written by the forward pass).
 Tensor fake_quantize_ste(const char* api, const Tensor& x, const Tensor& scale,
                          const Tensor& zero_point, std::optional<int64_t> axis, int64_t quant_min,
@@ -86,6 +98,9 @@ Tensor fake_quantize_ste(const char* api, const Tensor& x, const Tensor& scale,
     });
     return {dx};
   });
+  if (op_tracing()) {
+    trace_op(api, {x, scale, zero_point}, {y}, quant_attrs(axis, quant_min, quant_max, rounding));
+  }
   return y;
 }
 
@@ -118,6 +133,11 @@ Tensor fake_quantize_lsq(const char* api, const Tensor& x, const Tensor& scale,
            return {need_x ? dx : Tensor(),
                    need_scale ? dscale.view(scale_shape).to(scale_dtype) : Tensor()};
          });
+  if (op_tracing()) {
+    OpAttrs attrs = quant_attrs(axis, quant_min, quant_max, rounding);
+    attrs.set("grad_factor", grad_factor);
+    trace_op(api, {x, scale, zero_point}, {y}, attrs);
+  }
   return y;
 }
 

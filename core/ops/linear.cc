@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/kernels/linear.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -98,8 +99,10 @@ Tensor linear_impl(const Tensor& x, const Tensor& w, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_inputs(x, w, b);
-  if (x.dtype() == DType::kFloat32) return linear_impl<float>(x, w, b);
-  return linear_impl<double>(x, w, b);
+  Tensor y =
+      x.dtype() == DType::kFloat32 ? linear_impl<float>(x, w, b) : linear_impl<double>(x, w, b);
+  if (op_tracing()) trace_op("linear", {x, w, b}, {y});
+  return y;
 }
 
 }  // namespace qat::ops

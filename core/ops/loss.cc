@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/kernels/elementwise.h"
 #include "core/ops/op_helpers.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -31,9 +32,8 @@ Tensor nll_loss(const Tensor& logp, const Tensor& targets, double eps) {
   return loss;
 }
 
-}  // namespace
-
-Tensor log_softmax(const Tensor& x, int64_t dim) {
+// log_softmax without the op-tracing report, so cross_entropy reports nothing it calls.
+Tensor log_softmax_unreported(const Tensor& x, int64_t dim) {
   const int64_t d = detail::wrap_dim("log_softmax", dim, x.dim());
   const int64_t outer = detail::numel_between(x.shape(), 0, d), C = x.size(d);
   const int64_t inner = detail::numel_between(x.shape(), d + 1, x.dim());
@@ -55,6 +55,36 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
   return y;
 }
 
+// Training-mode dropout with 0 < p < 1.
+Tensor dropout_masked(const Tensor& x, double p, Generator& gen) {
+  Tensor mask = Tensor::empty(x.shape(), DType::kUInt8);
+  const double scale = 1.0 / (1.0 - p);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::dropout_mask(mask.data<uint8_t>(), mask.numel(), p, gen);
+    kernels::masked_scale(x.data<T>(), mask.data<uint8_t>(), T(scale), y.data<T>(), x.numel());
+  });
+  // The same mask and scale apply to the gradient.
+  record(y, "dropout", {x}, [mask, scale](const Tensor& dy) -> Grads {
+    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
+    dispatch_floating(dy.dtype(), "dropout", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::masked_scale(dy.data<T>(), mask.data<uint8_t>(), T(scale), dx.data<T>(), dy.numel());
+    });
+    return {dx};
+  });
+  return y;
+}
+
+}  // namespace
+
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  Tensor y = log_softmax_unreported(x, dim);
+  if (op_tracing()) trace_op("log_softmax", {x}, {y}, {{"dim", dim}});
+  return y;
+}
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing) {
   QAT_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, C], got ",
             shape_str(logits.shape()));
@@ -73,29 +103,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_s
     QAT_CHECK(t[n] >= 0 && t[n] < C, "cross_entropy: target ", t[n], " at index ", n,
               " is out of range for ", C, " classes (ignore_index is not supported)");
   }
-  return nll_loss(log_softmax(logits, 1), targets, label_smoothing);
+  return nll_loss(log_softmax_unreported(logits, 1), targets, label_smoothing);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   QAT_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
-  if (!training || p == 0.0) return x;
-  Tensor mask = Tensor::empty(x.shape(), DType::kUInt8);
-  const double scale = 1.0 / (1.0 - p);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
-    using T = decltype(tag);
-    kernels::dropout_mask(mask.data<uint8_t>(), mask.numel(), p, gen);
-    kernels::masked_scale(x.data<T>(), mask.data<uint8_t>(), T(scale), y.data<T>(), x.numel());
-  });
-  // The same mask and scale apply to the gradient.
-  record(y, "dropout", {x}, [mask, scale](const Tensor& dy) -> Grads {
-    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
-    dispatch_floating(dy.dtype(), "dropout", [&](auto tag) {
-      using T = decltype(tag);
-      kernels::masked_scale(dy.data<T>(), mask.data<uint8_t>(), T(scale), dx.data<T>(), dy.numel());
-    });
-    return {dx};
-  });
+  Tensor y = training && p != 0.0 ? dropout_masked(x, p, gen) : x;
+  if (op_tracing()) trace_op("dropout", {x}, {y}, {{"p", p}, {"training", training}});
   return y;
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/kernels/pool.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -51,6 +52,14 @@ kernels::Pool2dDims pool_dims(const char* api, const Tensor& x, std::array<int64
   return d;
 }
 
+// The window arguments of a pool call as pool_dims resolved them (stride {0, 0} became the
+// kernel), for the op-tracing hook.
+OpAttrs window_attrs(const kernels::Pool2dDims& d) {
+  return {{"kernel", std::vector<int64_t>{d.KH, d.KW}},
+          {"stride", std::vector<int64_t>{d.SH, d.SW}},
+          {"padding", std::vector<int64_t>{d.PH, d.PW}}};
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
@@ -65,17 +74,23 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int
       kernels::max_pool2d_backward_ref(x.data<double>(), dy.data<double>(), dx.data<double>(), d);
       return {dx};
     });
-    return y;
+  } else {
+    // The workspace (where each max came from) is kept only when a backward can follow.
+    std::shared_ptr<kernels::MaxPool2dWorkspace> ws;
+    if (needs_record({x})) ws = std::make_shared<kernels::MaxPool2dWorkspace>();
+    kernels::max_pool2d_forward(x.data<float>(), y.data<float>(), d, ws.get());
+    record(y, "max_pool2d", {x}, [ws, d](const Tensor& dy) -> Grads {
+      Tensor dx = Tensor::empty({d.N, d.C, d.H, d.W});
+      kernels::max_pool2d_backward(dy.data<float>(), dx.data<float>(), d, *ws);
+      return {dx};
+    });
   }
-  // The workspace (where each max came from) is kept only when a backward can follow.
-  std::shared_ptr<kernels::MaxPool2dWorkspace> ws;
-  if (needs_record({x})) ws = std::make_shared<kernels::MaxPool2dWorkspace>();
-  kernels::max_pool2d_forward(x.data<float>(), y.data<float>(), d, ws.get());
-  record(y, "max_pool2d", {x}, [ws, d](const Tensor& dy) -> Grads {
-    Tensor dx = Tensor::empty({d.N, d.C, d.H, d.W});
-    kernels::max_pool2d_backward(dy.data<float>(), dx.data<float>(), d, *ws);
-    return {dx};
-  });
+  if (op_tracing()) {
+    OpAttrs attrs = window_attrs(d);
+    attrs.set("dilation", std::vector<int64_t>{d.DH, d.DW});
+    attrs.set("ceil_mode", ceil_mode);
+    trace_op("max_pool2d", {x}, {y}, attrs);
+  }
   return y;
 }
 
@@ -91,14 +106,20 @@ Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int
       kernels::avg_pool2d_backward_ref(dy.data<double>(), dx.data<double>(), d, count_include_pad);
       return {dx};
     });
-    return y;
+  } else {
+    kernels::avg_pool2d_forward(x.data<float>(), y.data<float>(), d, count_include_pad);
+    record(y, "avg_pool2d", {x}, [d, count_include_pad](const Tensor& dy) -> Grads {
+      Tensor dx = Tensor::empty({d.N, d.C, d.H, d.W});
+      kernels::avg_pool2d_backward(dy.data<float>(), dx.data<float>(), d, count_include_pad);
+      return {dx};
+    });
   }
-  kernels::avg_pool2d_forward(x.data<float>(), y.data<float>(), d, count_include_pad);
-  record(y, "avg_pool2d", {x}, [d, count_include_pad](const Tensor& dy) -> Grads {
-    Tensor dx = Tensor::empty({d.N, d.C, d.H, d.W});
-    kernels::avg_pool2d_backward(dy.data<float>(), dx.data<float>(), d, count_include_pad);
-    return {dx};
-  });
+  if (op_tracing()) {
+    OpAttrs attrs = window_attrs(d);
+    attrs.set("ceil_mode", ceil_mode);
+    attrs.set("count_include_pad", count_include_pad);
+    trace_op("avg_pool2d", {x}, {y}, attrs);
+  }
   return y;
 }
 
@@ -118,14 +139,15 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) 
                                                 OH, OW);
       return {dx};
     });
-    return y;
+  } else {
+    kernels::adaptive_avg_pool2d_forward(x.data<float>(), y.data<float>(), N, C, H, W, OH, OW);
+    record(y, "adaptive_avg_pool2d", {x}, [N, C, H, W, OH, OW](const Tensor& dy) -> Grads {
+      Tensor dx = Tensor::empty({N, C, H, W});
+      kernels::adaptive_avg_pool2d_backward(dy.data<float>(), dx.data<float>(), N, C, H, W, OH, OW);
+      return {dx};
+    });
   }
-  kernels::adaptive_avg_pool2d_forward(x.data<float>(), y.data<float>(), N, C, H, W, OH, OW);
-  record(y, "adaptive_avg_pool2d", {x}, [N, C, H, W, OH, OW](const Tensor& dy) -> Grads {
-    Tensor dx = Tensor::empty({N, C, H, W});
-    kernels::adaptive_avg_pool2d_backward(dy.data<float>(), dx.data<float>(), N, C, H, W, OH, OW);
-    return {dx};
-  });
+  if (op_tracing()) trace_op("adaptive_avg_pool2d", {x}, {y}, {{"output_size", output_size}});
   return y;
 }
 

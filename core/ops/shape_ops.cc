@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/kernels/elementwise.h"
 #include "core/ops/op_helpers.h"
+#include "core/trace_hook.h"
 
 namespace qat::ops {
 namespace {
@@ -114,25 +115,35 @@ Tensor shuffled(const Tensor& x, int64_t groups) {
 
 }  // namespace
 
-Tensor reshape(const Tensor& x, const Shape& shape) { return view_op("reshape", x, shape); }
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  Tensor y = view_op("reshape", x, shape);
+  if (op_tracing()) trace_op("reshape", {x}, {y}, {{"shape", shape}});
+  return y;
+}
 
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
-  if (x.dim() == 0) return view_op("flatten", x, {1});  // as PyTorch: a 0-d tensor becomes [1]
-  const int64_t start = wrap_dim("flatten", start_dim, x.dim());
-  const int64_t end = wrap_dim("flatten", end_dim, x.dim());
-  QAT_CHECK(start <= end, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim,
-            " for shape ", shape_str(x.shape()));
-  Shape shape(x.shape().begin(), x.shape().begin() + start);
-  shape.push_back(numel_between(x.shape(), start, end + 1));
-  shape.insert(shape.end(), x.shape().begin() + end + 1, x.shape().end());
-  return view_op("flatten", x, shape);
+  Shape shape{1};  // as PyTorch: a 0-d tensor becomes [1]
+  if (x.dim() > 0) {
+    const int64_t start = wrap_dim("flatten", start_dim, x.dim());
+    const int64_t end = wrap_dim("flatten", end_dim, x.dim());
+    QAT_CHECK(start <= end, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim,
+              " for shape ", shape_str(x.shape()));
+    shape.assign(x.shape().begin(), x.shape().begin() + start);
+    shape.push_back(numel_between(x.shape(), start, end + 1));
+    shape.insert(shape.end(), x.shape().begin() + end + 1, x.shape().end());
+  }
+  Tensor y = view_op("flatten", x, shape);
+  if (op_tracing()) trace_op("flatten", {x}, {y}, {{"start_dim", start_dim}, {"end_dim", end_dim}});
+  return y;
 }
 
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
   std::vector<int64_t> perm(x.dim());
   std::iota(perm.begin(), perm.end(), 0);
   std::swap(perm[wrap_dim("transpose", dim0, x.dim())], perm[wrap_dim("transpose", dim1, x.dim())]);
-  return permuted("transpose", x, perm);
+  Tensor y = permuted("transpose", x, perm);
+  if (op_tracing()) trace_op("transpose", {x}, {y}, {{"dim0", dim0}, {"dim1", dim1}});
+  return y;
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
@@ -146,7 +157,9 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
     QAT_CHECK(!seen[perm[i]], "permute: dim ", dims[i], " repeats in ", shape_str(dims));
     seen[perm[i]] = true;
   }
-  return permuted("permute", x, perm);
+  Tensor y = permuted("permute", x, perm);
+  if (op_tracing()) trace_op("permute", {x}, {y}, {{"dims", perm}});
+  return y;
 }
 
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
@@ -166,6 +179,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   for (const Tensor& x : xs) sizes.push_back(x.size(d));
   record(y, "cat", xs,
          [sizes, d](const Tensor& dy) -> Grads { return split_values(dy, sizes, d); });
+  if (op_tracing()) trace_op("cat", xs, {y}, {{"dim", d}});
   return y;
 }
 
@@ -178,7 +192,9 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   }
   QAT_CHECK(total == x.size(d), "split: sizes ", shape_str(sizes), " sum to ", total, " but dim ",
             d, " of ", shape_str(x.shape()), " has size ", x.size(d));
-  return split_op("split", x, sizes, d);
+  std::vector<Tensor> pieces = split_op("split", x, sizes, d);
+  if (op_tracing()) trace_op("split", {x}, pieces, {{"sizes", sizes}, {"dim", d}});
+  return pieces;
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
@@ -191,7 +207,9 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   if (size == 0) sizes.assign(chunks, 0);
   for (int64_t start = 0; start < size; start += piece)
     sizes.push_back(std::min(piece, size - start));
-  return split_op("chunk", x, sizes, d);
+  std::vector<Tensor> pieces = split_op("chunk", x, sizes, d);
+  if (op_tracing()) trace_op("chunk", {x}, pieces, {{"chunks", chunks}, {"dim", d}});
+  return pieces;
 }
 
 Tensor channel_shuffle(const Tensor& x, int64_t groups) {
@@ -204,6 +222,7 @@ Tensor channel_shuffle(const Tensor& x, int64_t groups) {
   record(y, "channel_shuffle", {x}, [inverse = x.size(1) / groups](const Tensor& dy) -> Grads {
     return {shuffled(dy, inverse)};
   });
+  if (op_tracing()) trace_op("channel_shuffle", {x}, {y}, {{"groups", groups}});
   return y;
 }
 
