@@ -1,0 +1,271 @@
+#include "graph/prepare_qat.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <memory>
+#include <queue>
+#include <typeinfo>
+#include <utility>
+
+#include "core/check.h"
+#include "core/kernels/fake_quant.h"
+#include "graph/fused_modules.h"
+#include "nn/conv2d.h"
+#include "nn/linear.h"
+#include "nn/pooling.h"
+#include "quant/conv_bn_relu.h"
+#include "quant/conv_relu.h"
+#include "quant/fake_quantize.h"
+#include "quant/linear.h"
+#include "quant/qparams.h"
+
+namespace qat::graph {
+namespace {
+
+// Where a target fake-quantizes activations in a graph.
+struct Placement {
+  // quantized_input[i][k]: node i reads its input k fake-quantized.
+  std::vector<std::vector<bool>> quantized_input;
+  // quantized_output[i]: every reader of node i reads its (single) output fake-quantized
+  // (tensorrt: a cat, whose inputs share one scale).
+  std::vector<bool> quantized_output;
+};
+
+template <class M>
+bool is_exactly(const GraphNode& node) {
+  return node.kind == NodeKind::kModule && typeid(*node.module) == typeid(M);
+}
+
+bool is_weighted(const GraphNode& node) {
+  return is_exactly<FusedConv2d>(node) || is_exactly<FusedLinear>(node) ||
+         is_exactly<nn::Conv2d>(node) || is_exactly<nn::Linear>(node);
+}
+
+// A mean over H and W of an [N, C, H, W] input: a global average pool.
+bool is_spatial_mean(const Graph& graph, const GraphNode& node) {
+  if (node.kind != NodeKind::kFunction || node.op != "mean") return false;
+  const Value in = node.inputs[0];
+  const int64_t rank = static_cast<int64_t>(graph.nodes[in.node].output_shapes[in.output].size());
+  std::vector<int64_t> dims = node.attrs.get_ints("dims");
+  for (int64_t& d : dims) d = d < 0 ? d + rank : d;
+  std::sort(dims.begin(), dims.end());
+  return rank == 4 && dims == std::vector<int64_t>{2, 3};
+}
+
+bool is_average_pool(const Graph& graph, const GraphNode& node) {
+  return is_exactly<nn::AvgPool2d>(node) || is_exactly<nn::AdaptiveAvgPool2d>(node) ||
+         (node.kind == NodeKind::kFunction &&
+          (node.op == "avg_pool2d" || node.op == "adaptive_avg_pool2d")) ||
+         is_spatial_mean(graph, node);
+}
+
+// Shortest distance (in edges) from every ancestor of node `from` down to it; -1 elsewhere.
+std::vector<int> distances_to(const Graph& graph, int from) {
+  std::vector<int> distance(graph.nodes.size(), -1);
+  std::queue<int> pending;
+  distance[from] = 0;
+  pending.push(from);
+  while (!pending.empty()) {
+    const int node = pending.front();
+    pending.pop();
+    for (const Value& v : graph.nodes[node].inputs) {
+      if (distance[v.node] >= 0) continue;
+      distance[v.node] = distance[node] + 1;
+      pending.push(v.node);
+    }
+  }
+  return distance;
+}
+
+// The identity input (0 or 1) of the two-input add `add`: the one closer to the lowest common
+// ancestor of the two inputs (the common ancestor nearest to both), as TensorRT Model
+// Optimizer's build_non_residual_input_map decides it. Ties pick input 1.
+int identity_input(const Graph& graph, const GraphNode& add) {
+  const std::vector<int> a = distances_to(graph, add.inputs[0].node);
+  const std::vector<int> b = distances_to(graph, add.inputs[1].node);
+  int ancestor = -1;
+  for (size_t n = 0; n < graph.nodes.size(); ++n) {
+    if (a[n] < 0 || b[n] < 0) continue;
+    if (ancestor < 0 || a[n] + b[n] < a[ancestor] + b[ancestor]) ancestor = static_cast<int>(n);
+  }
+  // Every value descends from the graph input, so a common ancestor exists.
+  QAT_CHECK(ancestor >= 0, "prepare_qat: the inputs of '", add.name, "' have no common ancestor");
+  return a[ancestor] >= b[ancestor] ? 1 : 0;
+}
+
+// TensorRT's Q/DQ placement (see the header); nodes with is_float[i] get none.
+Placement tensorrt_placement(const Graph& graph, const std::vector<bool>& is_float) {
+  Placement placement;
+  placement.quantized_output.assign(graph.nodes.size(), false);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
+    placement.quantized_input.emplace_back(node.inputs.size(), false);
+    if (is_float[i]) continue;
+    if (is_weighted(node) || is_average_pool(graph, node)) {
+      placement.quantized_input[i][0] = true;
+    } else if (node.kind == NodeKind::kFunction && node.op == "add" && node.inputs.size() == 2) {
+      placement.quantized_input[i][identity_input(graph, node)] = true;
+    } else if (node.kind == NodeKind::kFunction && node.op == "cat") {
+      placement.quantized_output[i] = true;
+    }
+  }
+  return placement;
+}
+
+bool matches(const std::string& name, const std::string& entry) {
+  return name == entry || fnmatch(entry.c_str(), name.c_str(), 0) == 0;
+}
+
+// is_float[i]: node i matches a black_list entry. Every entry must match some node.
+std::vector<bool> black_listed(const Graph& graph, const std::vector<std::string>& black_list) {
+  std::vector<bool> is_float(graph.nodes.size(), false);
+  for (const std::string& entry : black_list) {
+    bool used = false;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      if (graph.nodes[i].kind != NodeKind::kModule && graph.nodes[i].kind != NodeKind::kFunction)
+        continue;
+      if (!matches(graph.nodes[i].name, entry)) continue;
+      is_float[i] = true;
+      used = true;
+    }
+    QAT_CHECK(used, "prepare_qat: black_list entry '", entry,
+              "' matches no node (HINT: entries are node names or globs such as 'layer4.*'; a "
+              "fused node has its conv's or linear's name, e.g. 'layer1.0.conv1', not "
+              "'layer1.0.bn1')");
+  }
+  return is_float;
+}
+
+quant::FusedActivation qat_activation(Activation activation) {
+  switch (activation) {
+    case Activation::kNone:
+      return quant::FusedActivation::kNone;
+    case Activation::kReLU:
+      return quant::FusedActivation::kReLU;
+    case Activation::kReLU6:
+    case Activation::kClamp0To6:  // equal values; the gradient differs only at exactly 0 and 6
+      return quant::FusedActivation::kReLU6;
+  }
+  return quant::FusedActivation::kNone;
+}
+
+// The QAT module for the weighted node `node`, holding its original modules. TensorRT leaves
+// conv / linear outputs float (the next op's inputs are quantized instead).
+std::shared_ptr<quant::QatModule> qat_module(const GraphNode& node, const quant::QConfig& qconfig) {
+  const auto options = quant::QatModuleOptions().quantize_output(false);
+  if (is_exactly<FusedConv2d>(node)) {
+    const auto& fused = static_cast<const FusedConv2d&>(*node.module);
+    const auto with_activation =
+        quant::QatModuleOptions(options).activation(qat_activation(fused.activation()));
+    if (fused.bn()) {
+      return std::make_shared<quant::ConvBn2d>(fused.conv(), fused.bn(), qconfig, with_activation);
+    }
+    return std::make_shared<quant::Conv2d>(fused.conv(), qconfig, with_activation);
+  }
+  if (is_exactly<FusedLinear>(node)) {
+    const auto& fused = static_cast<const FusedLinear&>(*node.module);
+    return std::make_shared<quant::Linear>(
+        fused.linear(), qconfig,
+        quant::QatModuleOptions(options).activation(qat_activation(fused.activation())));
+  }
+  if (is_exactly<nn::Conv2d>(node)) {
+    return std::make_shared<quant::Conv2d>(std::static_pointer_cast<nn::Conv2d>(node.module),
+                                           qconfig, options);
+  }
+  return std::make_shared<quant::Linear>(std::static_pointer_cast<nn::Linear>(node.module), qconfig,
+                                         options);
+}
+
+// "qint8 per_channel_symmetric(axis=0) [-127, 127] half_even_div"
+std::string describe(const quant::FakeQuantize& fq) {
+  const auto strip = [](const std::string& name) { return name.substr(name.find('.') + 1); };
+  std::string out =
+      strip(quant::qdtype_name(fq.dtype())) + " " + strip(quant::qscheme_name(fq.qscheme()));
+  if (fq.is_per_channel()) out += "(axis=" + std::to_string(fq.ch_axis()) + ")";
+  return out + " [" + std::to_string(fq.quant_min()) + ", " + std::to_string(fq.quant_max()) +
+         "] " + rounding_mode_name(fq.options().rounding());
+}
+
+// A FakeQuantize node reading output `output` of node `producer` of `graph`.
+GraphNode fake_quantize_node(const Graph& graph, int producer, int output,
+                             const quant::QConfig& qconfig) {
+  const GraphNode& source = graph.nodes[producer];
+  const std::shared_ptr<quant::FakeQuantize> fq = qconfig.activation.make_fake_quantize();
+  GraphNode node;
+  node.name = source.name + ".activation_post_process" +
+              (source.num_outputs() > 1 ? "_" + std::to_string(output) : "");
+  node.kind = NodeKind::kModule;
+  node.op = fq->type_name();
+  node.module = fq;
+  node.inputs = {{producer, output}};
+  node.output_shapes = {source.output_shapes[output]};
+  node.annotations = {"act: " + describe(*fq)};
+  return node;
+}
+
+// read_quantized[i][k]: some node reads output k of node i fake-quantized.
+std::vector<std::vector<bool>> read_quantized(const Graph& graph, const Placement& placement) {
+  std::vector<std::vector<bool>> out(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    out[i].assign(graph.nodes[i].num_outputs(), false);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    for (size_t k = 0; k < graph.nodes[i].inputs.size(); ++k) {
+      const Value v = graph.nodes[i].inputs[k];
+      if (placement.quantized_input[i][k]) out[v.node][v.output] = true;
+    }
+  }
+  return out;
+}
+
+// `node` with its QAT module if it is a weighted node to quantize, annotated.
+GraphNode qat_node(GraphNode node, bool is_float, const quant::QConfig& qconfig) {
+  if (is_float) {
+    node.annotations.push_back("float: black_list");
+  } else if (is_weighted(node)) {
+    const std::shared_ptr<quant::QatModule> module = qat_module(node, qconfig);
+    node.module = module;
+    node.op = module->type_name();
+    node.annotations.push_back("weight: " + describe(*module->weight_fake_quant()));
+  }
+  return node;
+}
+
+}  // namespace
+
+Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
+                  const std::vector<std::string>& black_list) {
+  qconfig.validate();
+  QAT_CHECK(qconfig.target == quant::Target::kTensorRT, "prepare_qat: quant placement for target '",
+            quant::target_name(qconfig.target), "' is not implemented yet (only 'tensorrt')");
+  const std::vector<bool> is_float = black_listed(fused, black_list);
+  const Placement placement = tensorrt_placement(fused, is_float);
+  const std::vector<std::vector<bool>> needs_quantizer = read_quantized(fused, placement);
+
+  // Each old value's float and fake-quantized versions in the new graph. A quantizer follows
+  // its producer directly.
+  const size_t n = fused.nodes.size();
+  std::vector<std::vector<Value>> float_value(n), quant_value(n);
+  Graph out;
+  for (size_t i = 0; i < n; ++i) {
+    GraphNode node = qat_node(fused.nodes[i], is_float[i], qconfig);
+    for (size_t k = 0; k < node.inputs.size(); ++k) {
+      const Value v = node.inputs[k];
+      node.inputs[k] = placement.quantized_input[i][k] ? quant_value[v.node][v.output]
+                                                       : float_value[v.node][v.output];
+    }
+    const int index = out.add_node(std::move(node));
+    for (int k = 0; k < out.nodes[index].num_outputs(); ++k) {
+      float_value[i].push_back({index, k});
+      quant_value[i].push_back({});
+      if (!needs_quantizer[i][k] && !placement.quantized_output[i]) continue;
+      GraphNode fq = fake_quantize_node(out, index, k, qconfig);
+      if (placement.quantized_output[i]) fq.annotations.push_back("shared by the cat inputs");
+      quant_value[i][k] = {out.add_node(std::move(fq)), 0};
+      if (placement.quantized_output[i]) float_value[i][k] = quant_value[i][k];
+    }
+  }
+  return out;
+}
+
+}  // namespace qat::graph

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "quant/qconfig.h"
+
+namespace qat::graph {
+
+// Makes a fused graph (fuse(trace(model, shape))) trainable with quantization-aware training
+// for qconfig.target (PyTorch's prepare_qat, with the target's placement; DESIGN.md "Targets
+// decide the numerics"):
+//   * every conv / linear node (fused or not) gets the QAT module of quant/ that holds the same
+//     original modules: ConvBn2d / ConvBnReLU2d / ConvBnReLU6 for conv-bn(-act), quant::Conv2d
+//     for conv(-act), quant::Linear for linear(-act), so the model's state_dict keys are
+//     unchanged. Its weight_fake_quant quantizes the weight.
+//   * activations are fake-quantized by new FakeQuantize module nodes called
+//     "<producer>.activation_post_process" ("..._<k>" for output k of a multi-output node such
+//     as chunk), inserted after the producer; the nodes whose input the target quantizes read
+//     it, the others still read the float value (as each edge of an ONNX Q/DQ graph).
+// Placement for "tensorrt" (shared/specs/onnx_qdq.md §1-3): every input of a conv / linear;
+// of a residual add, only the identity input (the one on the shorter path from the two
+// inputs' lowest common ancestor; the longer one is the conv branch, which TensorRT fuses with
+// the add; on a tie, input 1, torchvision's `out + identity`); the inputs of average pools
+// (AvgPool2d, AdaptiveAvgPool2d, their functional forms and a mean over H and W); conv /
+// linear outputs stay float, max pool and relu commute and get nothing; a cat's inputs share
+// one scale: one FakeQuantize on its output, which every reader reads (fake-quantizing the
+// output equals fake-quantizing each input with that scale).
+// Only "tensorrt" is implemented; other targets throw qat::Error.
+//
+// black_list: node names ("fc", "layer1.0.conv1": a fused node has its conv's name) or
+// fnmatch globs ("layer4.*"); listed nodes stay float (their module unchanged, their inputs
+// read float values) -- the quant / dequant at the border is the fake quant of the next
+// quantized input. An entry that matches no node is an error (likely a typo).
+//
+// Annotations name every quantizer: "weight: qint8 per_channel_symmetric(axis=0) [-127, 127]
+// half_even_div" on QAT module nodes, "act: ..." on FakeQuantize nodes, "float: black_list".
+// Pure: `fused` is not modified; the new graph shares the original float modules with it.
+Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
+                  const std::vector<std::string>& black_list = {});
+
+}  // namespace qat::graph
