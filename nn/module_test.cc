@@ -1,4 +1,5 @@
 #include "nn/module.h"
+#include "tests/testing/errors.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +10,8 @@
 
 namespace qat::nn {
 namespace {
+
+using qat::testing::error_of;
 
 // Stand-ins with the registration order of Conv2d and BatchNorm2d, so these tests need no ops.
 class FakeConv : public Module {
@@ -78,15 +81,6 @@ void fill_counting(Module& m, double start) {
     float* p = t.data<float>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(start++);
   }
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(Module, StateDictIsParamsThenBuffersThenChildrenInRegistrationOrder) {

@@ -1,4 +1,5 @@
 #include "quant/observer.h"
+#include "tests/testing/errors.h"
 
 #include <gtest/gtest.h>
 
@@ -10,15 +11,7 @@
 namespace qat::quant {
 namespace {
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using qat::testing::error_of;
 
 Tensor floats(const std::vector<float>& v, const Shape& shape) {
   return Tensor::from_vector(v, shape);

@@ -10,22 +10,15 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "tests/testing/errors.h"
 #include "tests/testing/compare.h"
 
 namespace qat::quant {
 namespace {
 
-using testing::all_close;
+using qat::testing::error_of;
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::all_close;
 
 Tensor floats(const std::vector<float>& v) {
   return Tensor::from_vector(v, {static_cast<int64_t>(v.size())});

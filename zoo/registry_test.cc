@@ -14,21 +14,15 @@
 #include "tests/testing/compare.h"
 #include "zoo/config.h"
 #include "zoo/config_reader.h"
+#include "tests/testing/errors.h"
 
 namespace qat::zoo {
 namespace {
 
+using qat::testing::error_of;
+
 Config parse(const std::string& text) {
   return parse_config(nlohmann::json::parse(text), "cfg.json");
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string parse_error(const std::string& text) {

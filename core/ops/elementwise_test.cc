@@ -9,28 +9,20 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "tests/testing/errors.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/gradcheck.h"
 
 namespace qat::ops {
 namespace {
 
+using qat::testing::error_of;
+
 using testing::all_close;
 using testing::gradcheck;
 using testing::random_leaf;
 
 using BinaryFn = Tensor (*)(const Tensor&, const Tensor&);
-
-// The error message of fn(), or "" if it did not throw qat::Error.
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Tensor vec(const std::vector<double>& v, const Shape& shape) {
   return Tensor::from_vector(v, shape);

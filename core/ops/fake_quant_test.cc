@@ -10,11 +10,14 @@
 
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
+#include "tests/testing/errors.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/gradcheck.h"
 
 namespace qat::ops {
 namespace {
+
+using qat::testing::error_of;
 
 using testing::all_close;
 using testing::gradcheck;
@@ -22,16 +25,6 @@ using testing::random_leaf;
 
 constexpr RoundingMode kModes[] = {RoundingMode::kHalfEvenDiv, RoundingMode::kHalfAway,
                                    RoundingMode::kHalfEvenMul};
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Tensor floats(const std::vector<float>& v) {
   return Tensor::from_vector(v, {static_cast<int64_t>(v.size())});

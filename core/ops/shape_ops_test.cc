@@ -8,25 +8,18 @@
 
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
+#include "tests/testing/errors.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/gradcheck.h"
 
 namespace qat::ops {
 namespace {
 
+using qat::testing::error_of;
+
 using testing::all_close;
 using testing::gradcheck;
 using testing::random_leaf;
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
