@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -234,12 +235,41 @@ GraphModule::GraphModule(std::shared_ptr<nn::Module> model, Graph graph)
   for (const auto& [name, buffer] : model_->named_buffers(/*recurse=*/false))
     register_buffer(name, buffer);
   for (const auto& [name, child] : model_->named_children()) register_module(name, child);
+  attach_node_modules();
   train(model_->is_training());
+}
+
+void GraphModule::set_graph(Graph graph) {
+  graph.validate();
+  for (const auto& [name, module] : attached_nodes_) {
+    const int index = graph.find(name);
+    QAT_CHECK(index >= 0 && graph.nodes[index].module == module,
+              "GraphModule: the new graph drops the module of node '", name,
+              "', whose state is in state_dict()");
+  }
+  graph_ = std::move(graph);
+  attach_node_modules();
+  train(is_training());
+}
+
+void GraphModule::attach_node_modules() {
+  std::unordered_set<const nn::Module*> known;
+  for (const auto& entry : model_->named_modules()) known.insert(entry.second.get());
+  for (const auto& entry : attached_nodes_) known.insert(entry.second.get());
+  for (const GraphNode& node : graph_.nodes) {
+    if (!node.module || known.count(node.module.get()) || node.module->state_dict().empty())
+      continue;
+    attach_module(node.name, node.module);
+    attached_nodes_.emplace_back(node.name, node.module);
+    known.insert(node.module.get());
+  }
 }
 
 void GraphModule::train(bool on) {
   Module::train(on);
   model_->train(on);
+  for (const GraphNode& node : graph_.nodes)
+    if (node.module) node.module->train(on);
 }
 
 Tensor GraphModule::forward_impl(const Tensor& input) { return run(graph_, input); }

@@ -21,12 +21,19 @@ bool has_function(const std::string& op);
 Tensor run(const Graph& graph, const Tensor& input);
 
 // A traced graph that trains like any Module: forward() is run(graph(), input).
-// state_dict(), parameters() and buffers are the original model's, under the original keys
-// (torchvision's for the zoo): the model's own parameters, buffers and children are registered
-// here under the same names, sharing the tensors. train()/eval() also set the model's own flag.
+// state_dict(), parameters() and buffers start with the original model's, under the original
+// keys (torchvision's for the zoo) and in its order: the model's own parameters, buffers and
+// children are registered here under the same names, sharing the tensors. Then come the node
+// modules with state the model does not hold -- the QAT modules and FakeQuantizes prepare_qat()
+// puts in the graph -- attached under their node names (nn::Module::attach_module), in graph
+// order: "layer1.0.conv1.weight_fake_quant.scale",
+// "layer1.0.relu_1.activation_post_process.activation_post_process.min_val". Stateless node
+// modules (fuse()'s float modules) are not attached. train()/eval() set the model, every
+// attached module and every node module.
 class GraphModule : public nn::Module {
  public:
-  // Checks `graph` with Graph::validate(); it is normally trace(*model, shape).
+  // Checks `graph` with Graph::validate(); it is normally trace(*model, shape), or a pass's
+  // output for it.
   GraphModule(std::shared_ptr<nn::Module> model, Graph graph);
 
   const Graph& graph() const { return graph_; }
@@ -36,10 +43,18 @@ class GraphModule : public nn::Module {
 
  protected:
   Tensor forward_impl(const Tensor& input) override;
+  // Replaces the graph (a pass's output for the current one) and attaches its new node modules
+  // with state; they take the current train/eval mode. State only grows: every node module
+  // attached so far must still be a node module of `graph`, under the same name.
+  void set_graph(Graph graph);
 
  private:
+  // Attaches the node modules of graph_ with state that are neither in the model nor attached.
+  void attach_node_modules();
+
   std::shared_ptr<nn::Module> model_;
   Graph graph_;
+  nn::NamedModules attached_nodes_;  // (node name, module), in attach order
 };
 
 }  // namespace qat::graph

@@ -83,6 +83,31 @@ void Module::check_new_name(const std::string& name) const {
             name, "' is already registered");
 }
 
+void Module::attach_module(const std::string& path, std::shared_ptr<Module> module) {
+  QAT_CHECK(module != nullptr, type_name(), ": attach_module('", path, "') got a null module");
+  QAT_CHECK(!path.empty() && path.front() != '.' && path.back() != '.' &&
+                path.find("..") == std::string::npos,
+            type_name(), ": attach_module expects a dotted path such as 'layer1.0.conv1', got '",
+            path, "'");
+  for (const auto& entry : attached_) {
+    QAT_CHECK(entry.first != path, type_name(), ": the path '", path, "' is already attached");
+  }
+  std::set<std::string> keys;
+  for (const auto& entry : state_dict()) keys.insert(entry.first);
+  for (const auto& entry : module->state_dict()) {
+    const std::string key = path + "." + entry.first;
+    QAT_CHECK(!keys.count(key), type_name(), ": attach_module('", path, "') would add the key ",
+              key, ", which state_dict() already has");
+  }
+  attached_.emplace_back(path, std::move(module));
+}
+
+NamedModules Module::submodules() const {
+  NamedModules out = children_;
+  out.insert(out.end(), attached_.begin(), attached_.end());
+  return out;
+}
+
 Tensor Module::register_parameter(const std::string& name, Tensor value) {
   QAT_CHECK(value.defined(), type_name(), ": register_parameter('", name,
             "') got an undefined tensor");
@@ -105,14 +130,14 @@ Tensor Module::register_buffer(const std::string& name, Tensor value) {
 void Module::collect_parameters(const std::string& prefix, bool recurse, NamedTensors& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
   if (!recurse) return;
-  for (const auto& [name, child] : children_)
+  for (const auto& [name, child] : submodules())
     child->collect_parameters(prefix + name + ".", true, out);
 }
 
 void Module::collect_buffers(const std::string& prefix, bool recurse, NamedTensors& out) const {
   for (const auto& [name, t] : buffers_) out.emplace_back(prefix + name, t);
   if (!recurse) return;
-  for (const auto& [name, child] : children_)
+  for (const auto& [name, child] : submodules())
     child->collect_buffers(prefix + name + ".", true, out);
 }
 
@@ -124,13 +149,13 @@ Tensor Module::register_resizable_buffer(const std::string& name, Tensor value) 
 
 void Module::collect_resizable(const std::string& prefix, std::set<std::string>& out) const {
   for (const std::string& name : resizable_buffers_) out.insert(prefix + name);
-  for (const auto& [name, child] : children_) child->collect_resizable(prefix + name + ".", out);
+  for (const auto& [name, child] : submodules()) child->collect_resizable(prefix + name + ".", out);
 }
 
 void Module::collect_state(const std::string& prefix, StateDict& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
   for (const auto& [name, t] : buffers_) out.emplace_back(prefix + name, t);
-  for (const auto& [name, child] : children_) child->collect_state(prefix + name + ".", out);
+  for (const auto& [name, child] : submodules()) child->collect_state(prefix + name + ".", out);
 }
 
 NamedTensors Module::named_parameters(bool recurse) const {
@@ -165,7 +190,8 @@ NamedModules Module::named_modules() {
     stack.pop_back();
     if (!seen.insert(module.get()).second) continue;
     const std::string prefix = name.empty() ? "" : name + ".";
-    for (auto it = module->children_.rbegin(); it != module->children_.rend(); ++it)
+    const NamedModules submodules = module->submodules();
+    for (auto it = submodules.rbegin(); it != submodules.rend(); ++it)
       stack.emplace_back(prefix + it->first, it->second);
     out.emplace_back(std::move(name), std::move(module));
   }
@@ -229,7 +255,7 @@ LoadResult Module::load_state_dict(const StateDict& state_dict, bool strict) {
 
 void Module::train(bool on) {
   training_ = on;
-  for (const auto& entry : children_) entry.second->train(on);
+  for (const auto& entry : submodules()) entry.second->train(on);
 }
 
 void Module::zero_grad() {

@@ -49,8 +49,8 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<std::shared_ptr<Module>> children() const;
 
   // For each module: its parameters, then its buffers, then its children, recursively, in
-  // registration order -- the order and names of torch.nn.Module.state_dict(). The tensors
-  // alias the model's own (no copies).
+  // registration order -- the order and names of torch.nn.Module.state_dict() -- then its
+  // attached modules (attach_module). The tensors alias the model's own (no copies).
   StateDict state_dict() const;
   // Copies the checkpoint's values into the model's tensors in place, so handles held by layers
   // and optimizers stay valid. Shape mismatches always throw; strict=true also throws on
@@ -92,6 +92,18 @@ class Module : public std::enable_shared_from_this<Module> {
     children_.emplace_back(name, module);
     return module;
   }
+  // Attaches `module` beside the registered tree under a dotted path ("layer1.0.conv1"), for
+  // state that belongs to a place in the tree without being part of it: the quant modules of a
+  // traced graph's nodes, keyed by node name (graph::GraphModule). PyTorch would nest it in
+  // containers, which the registered children already occupy here. Its entries report as
+  // "<path>.<key>" after this module's registered ones (params, buffers, children, then
+  // attachments in attach order) in state_dict(), named_parameters(), named_buffers(),
+  // named_modules() and load_state_dict(), and train() reaches it. It is not a child:
+  // named_children(), children() and to_string() leave it out. The path may name a registered
+  // module too (the float "conv1" and graph node "conv1"'s quant state), so named_modules() may
+  // report one name twice; state_dict() keys stay unique: a key the module would add that
+  // state_dict() already has is an error, as is an attached path used twice.
+  void attach_module(const std::string& path, std::shared_ptr<Module> module);
 
  private:
   void check_new_name(const std::string& name) const;
@@ -100,11 +112,14 @@ class Module : public std::enable_shared_from_this<Module> {
   void collect_buffers(const std::string& prefix, bool recurse, NamedTensors& out) const;
   void collect_state(const std::string& prefix, StateDict& out) const;
   void collect_resizable(const std::string& prefix, std::set<std::string>& out) const;
+  // children_, then attached_: every module whose entries this module reports.
+  NamedModules submodules() const;
 
   NamedTensors params_;
   NamedTensors buffers_;
   std::set<std::string> resizable_buffers_;
   NamedModules children_;
+  NamedModules attached_;  // attach_module(): dotted paths
   bool training_ = true;
 };
 

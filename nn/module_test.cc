@@ -300,6 +300,78 @@ TEST(Module, TrainAndEvalReachEveryDescendant) {
   EXPECT_FALSE(net->layer1->conv1->is_training());
 }
 
+// Net plus state attached under dotted paths: a GrowingState at "layer1.conv1" (the path of a
+// registered module) and a FakeNorm at "fc.observer".
+class WithAttachments : public Net {
+ public:
+  WithAttachments() {
+    attach_module("layer1.conv1", growing);
+    attach_module("fc.observer", norm);
+  }
+  using Module::attach_module;
+  std::shared_ptr<GrowingState> growing = std::make_shared<GrowingState>();
+  std::shared_ptr<FakeNorm> norm = std::make_shared<FakeNorm>(2);
+};
+
+TEST(Module, AttachedModulesReportAfterTheRegisteredTree) {
+  auto net = std::make_shared<WithAttachments>();
+  const std::vector<std::string> state = keys(net->state_dict());
+  const std::vector<std::string> tail = {
+      "layer1.conv1.fixed",
+      "layer1.conv1.seen",
+      "fc.observer.weight",
+      "fc.observer.bias",
+      "fc.observer.running_mean",
+      "fc.observer.running_var",
+      "fc.observer.num_batches_tracked",
+  };
+  ASSERT_EQ(state.size(), 11 + tail.size());
+  EXPECT_EQ(std::vector<std::string>(state.begin(), state.begin() + 11),
+            keys(std::make_shared<Net>()->state_dict()));
+  EXPECT_EQ(std::vector<std::string>(state.begin() + 11, state.end()), tail);
+  EXPECT_EQ(keys(net->named_parameters()).back(), "fc.observer.bias");
+  EXPECT_EQ(keys(net->named_buffers()).back(), "fc.observer.num_batches_tracked");
+  std::vector<std::string> modules;
+  for (const auto& entry : net->named_modules()) modules.push_back(entry.first);
+  EXPECT_EQ(modules, (std::vector<std::string>{"", "stem", "layer1", "layer1.conv1", "layer1.bn1",
+                                               "fc", "layer1.conv1", "fc.observer"}));
+  EXPECT_EQ(net->named_children().size(), 3u);
+  EXPECT_EQ(net->to_string(), std::make_shared<Net>()->to_string());
+}
+
+TEST(Module, AttachedModulesLoadTrainAndResize) {
+  auto net = std::make_shared<WithAttachments>();
+  auto trained = std::make_shared<WithAttachments>();
+  fill_counting(*trained, 1.0);
+  trained->growing->seen.resize_({3}).fill_(7.0);
+  net->load_state_dict(trained->state_dict());
+  EXPECT_EQ(net->norm->running_var.to_vector<float>(),
+            trained->norm->running_var.to_vector<float>());
+  EXPECT_EQ(net->growing->seen.to_vector<float>(), (std::vector<float>{7, 7, 7}));
+  net->eval();
+  EXPECT_FALSE(net->growing->is_training());
+  EXPECT_FALSE(net->norm->is_training());
+}
+
+TEST(Module, AttachRejectsBadPathsAndKeyClashes) {
+  auto net = std::make_shared<WithAttachments>();
+  EXPECT_NE(error_of([&] { net->attach_module("layer1..conv1", std::make_shared<Net>()); })
+                .find("attach_module expects a dotted path such as 'layer1.0.conv1', got "
+                      "'layer1..conv1'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              net->attach_module("fc.observer", std::make_shared<GrowingState>());
+            }).find("the path 'fc.observer' is already attached"),
+            std::string::npos);
+  // A FakeNorm at "layer1.bn1" would add "layer1.bn1.weight", which the registered one has.
+  EXPECT_NE(error_of([&] { net->attach_module("layer1.bn1", std::make_shared<FakeNorm>(2)); })
+                .find("attach_module('layer1.bn1') would add the key layer1.bn1.weight, which "
+                      "state_dict() already has"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { net->attach_module("x", nullptr); }).find("got a null module"),
+            std::string::npos);
+}
+
 TEST(Module, ZeroGradMakesGradsUndefined) {
   auto net = std::make_shared<Net>();
   for (Tensor p : net->parameters()) p.set_grad(Tensor::ones(p.shape()));
