@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <memory>
 #include <queue>
+#include <string>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 #include "core/check.h"
 #include "core/kernels/fake_quant.h"
 #include "graph/fused_modules.h"
+#include "nn/activation.h"
 #include "nn/conv2d.h"
 #include "nn/linear.h"
 #include "nn/pooling.h"
@@ -25,11 +28,26 @@ namespace {
 
 // Where a target fake-quantizes activations in a graph.
 struct Placement {
+  // quantize_weighted_outputs: the QAT modules of conv / linear nodes fake-quantize their
+  // outputs (tnn's requantizing conv / FC); tensorrt leaves them float.
+  bool quantize_weighted_outputs = false;
   // quantized_input[i][k]: node i reads its input k fake-quantized.
   std::vector<std::vector<bool>> quantized_input;
   // quantized_output[i]: every reader of node i reads its (single) output fake-quantized
-  // (tensorrt: a cat, whose inputs share one scale).
+  // (tensorrt: a cat, whose inputs share one scale; tnn: a requantizing add or cat).
   std::vector<bool> quantized_output;
+  // note[i]: how node i runs, appended to its annotations ("" for none).
+  std::vector<std::string> note;
+  // output_note[i]: appended to the annotations of the quantizer of a quantized_output node.
+  std::vector<std::string> output_note;
+
+  // No quantizers and no notes for the nodes of `graph`.
+  explicit Placement(const Graph& graph)
+      : quantized_output(graph.nodes.size(), false),
+        note(graph.nodes.size()),
+        output_note(graph.nodes.size()) {
+    for (const GraphNode& node : graph.nodes) quantized_input.emplace_back(node.inputs.size());
+  }
 };
 
 template <class M>
@@ -96,11 +114,9 @@ int identity_input(const Graph& graph, const GraphNode& add) {
 
 // TensorRT's Q/DQ placement (see the header); nodes with is_float[i] get none.
 Placement tensorrt_placement(const Graph& graph, const std::vector<bool>& is_float) {
-  Placement placement;
-  placement.quantized_output.assign(graph.nodes.size(), false);
+  Placement placement(graph);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const GraphNode& node = graph.nodes[i];
-    placement.quantized_input.emplace_back(node.inputs.size(), false);
     if (is_float[i]) continue;
     if (is_weighted(node) || is_average_pool(graph, node)) {
       placement.quantized_input[i][0] = true;
@@ -108,6 +124,65 @@ Placement tensorrt_placement(const Graph& graph, const std::vector<bool>& is_flo
       placement.quantized_input[i][identity_input(graph, node)] = true;
     } else if (node.kind == NodeKind::kFunction && node.op == "cat") {
       placement.quantized_output[i] = true;
+      placement.output_note[i] = "shared by the cat inputs";
+    }
+  }
+  return placement;
+}
+
+bool is_tnn_average_pool(const GraphNode& node) {
+  return is_exactly<nn::AvgPool2d>(node) || is_exactly<nn::AdaptiveAvgPool2d>(node) ||
+         (node.kind == NodeKind::kFunction &&
+          (node.op == "avg_pool2d" || node.op == "adaptive_avg_pool2d"));
+}
+
+// The ops tnn runs in int8 without a rescale (s_in = s_out, tnn_format.md §3.4): relu, max
+// and average pools.
+bool keeps_input_scale(const GraphNode& node) {
+  return is_exactly<nn::ReLU>(node) || is_exactly<nn::MaxPool2d>(node) ||
+         is_tnn_average_pool(node) ||
+         (node.kind == NodeKind::kFunction && (node.op == "relu" || node.op == "max_pool2d"));
+}
+
+// TNN's int8 placement (see the header). Every value is int8 or float for all its readers,
+// as a TNN blob is; int8[i][k] says which output k of node i is.
+Placement tnn_placement(const Graph& graph, const std::vector<bool>& is_float) {
+  Placement placement(graph);
+  placement.quantize_weighted_outputs = true;
+  std::vector<std::vector<bool>> int8(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
+    int8[i].assign(node.num_outputs(), false);
+    if (is_float[i] || node.kind == NodeKind::kInput || node.kind == NodeKind::kOutput) continue;
+    const bool is_add = node.kind == NodeKind::kFunction && node.op == "add";
+    const bool is_cat = node.kind == NodeKind::kFunction && node.op == "cat";
+    const bool requantizes = (is_add && node.inputs.size() == 2) || is_cat;
+    if (is_weighted(node) || requantizes) {
+      // Int8 inputs: a float one (the graph input, a float island's or a black-listed node's
+      // output) is quantized for it.
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        const Value v = node.inputs[k];
+        placement.quantized_input[i][k] = !int8[v.node][v.output];
+      }
+      int8[i][0] = true;
+      if (requantizes) {
+        placement.quantized_output[i] = true;
+        placement.output_note[i] = "requantizes the " + node.op;
+      }
+    } else if (keeps_input_scale(node)) {
+      const Value v = node.inputs[0];
+      int8[i][0] = int8[v.node][v.output];
+      if (!int8[i][0]) {
+        placement.note[i] = "float: its input is float";
+      } else if (is_tnn_average_pool(node)) {
+        placement.note[i] = "int8, keeps input scale, truncates the average";
+      } else {
+        placement.note[i] = "int8, keeps input scale";
+      }
+    } else {
+      // Float between a dequant and, where an int8 reader needs it, a quant.
+      placement.note[i] =
+          "float (tnn has no int8 " + node.op + (is_add ? " with a constant" : "") + ")";
     }
   }
   return placement;
@@ -150,10 +225,11 @@ quant::FusedActivation qat_activation(Activation activation) {
   return quant::FusedActivation::kNone;
 }
 
-// The QAT module for the weighted node `node`, holding its original modules. TensorRT leaves
-// conv / linear outputs float (the next op's inputs are quantized instead).
-std::shared_ptr<quant::QatModule> qat_module(const GraphNode& node, const quant::QConfig& qconfig) {
-  const auto options = quant::QatModuleOptions().quantize_output(false);
+// The QAT module for the weighted node `node`, holding its original modules; it fake-quantizes
+// its output when quantize_output is set.
+std::shared_ptr<quant::QatModule> qat_module(const GraphNode& node, const quant::QConfig& qconfig,
+                                             bool quantize_output) {
+  const auto options = quant::QatModuleOptions().quantize_output(quantize_output);
   if (is_exactly<FusedConv2d>(node)) {
     const auto& fused = static_cast<const FusedConv2d&>(*node.module);
     const auto with_activation =
@@ -218,16 +294,23 @@ std::vector<std::vector<bool>> read_quantized(const Graph& graph, const Placemen
   return out;
 }
 
-// `node` with its QAT module if it is a weighted node to quantize, annotated.
-GraphNode qat_node(GraphNode node, bool is_float, const quant::QConfig& qconfig) {
+// `node` (node `index` of the graph `placement` is for) with its QAT module if it is a
+// weighted node to quantize, annotated.
+GraphNode qat_node(GraphNode node, int index, bool is_float, const Placement& placement,
+                   const quant::QConfig& qconfig) {
   if (is_float) {
     node.annotations.push_back("float: black_list");
   } else if (is_weighted(node)) {
-    const std::shared_ptr<quant::QatModule> module = qat_module(node, qconfig);
+    const std::shared_ptr<quant::QatModule> module =
+        qat_module(node, qconfig, placement.quantize_weighted_outputs);
     node.module = module;
     node.op = module->type_name();
     node.annotations.push_back("weight: " + describe(*module->weight_fake_quant()));
+    if (module->activation_post_process()) {
+      node.annotations.push_back("output: " + describe(*module->activation_post_process()));
+    }
   }
+  if (!placement.note[index].empty()) node.annotations.push_back(placement.note[index]);
   return node;
 }
 
@@ -236,10 +319,13 @@ GraphNode qat_node(GraphNode node, bool is_float, const quant::QConfig& qconfig)
 Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
                   const std::vector<std::string>& black_list) {
   qconfig.validate();
-  QAT_CHECK(qconfig.target == quant::Target::kTensorRT, "prepare_qat: quant placement for target '",
-            quant::target_name(qconfig.target), "' is not implemented yet (only 'tensorrt')");
+  QAT_CHECK(qconfig.target == quant::Target::kTensorRT || qconfig.target == quant::Target::kTNN,
+            "prepare_qat: quant placement for target '", quant::target_name(qconfig.target),
+            "' is not implemented yet (only 'tensorrt' and 'tnn')");
   const std::vector<bool> is_float = black_listed(fused, black_list);
-  const Placement placement = tensorrt_placement(fused, is_float);
+  const Placement placement = qconfig.target == quant::Target::kTensorRT
+                                  ? tensorrt_placement(fused, is_float)
+                                  : tnn_placement(fused, is_float);
   const std::vector<std::vector<bool>> needs_quantizer = read_quantized(fused, placement);
 
   // Each old value's float and fake-quantized versions in the new graph. A quantizer follows
@@ -248,7 +334,7 @@ Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
   std::vector<std::vector<Value>> float_value(n), quant_value(n);
   Graph out;
   for (size_t i = 0; i < n; ++i) {
-    GraphNode node = qat_node(fused.nodes[i], is_float[i], qconfig);
+    GraphNode node = qat_node(fused.nodes[i], static_cast<int>(i), is_float[i], placement, qconfig);
     for (size_t k = 0; k < node.inputs.size(); ++k) {
       const Value v = node.inputs[k];
       node.inputs[k] = placement.quantized_input[i][k] ? quant_value[v.node][v.output]
@@ -260,7 +346,7 @@ Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
       quant_value[i].push_back({});
       if (!needs_quantizer[i][k] && !placement.quantized_output[i]) continue;
       GraphNode fq = fake_quantize_node(out, index, k, qconfig);
-      if (placement.quantized_output[i]) fq.annotations.push_back("shared by the cat inputs");
+      if (placement.quantized_output[i]) fq.annotations.push_back(placement.output_note[i]);
       quant_value[i][k] = {out.add_node(std::move(fq)), 0};
       if (placement.quantized_output[i]) float_value[i][k] = quant_value[i][k];
     }

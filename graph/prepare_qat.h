@@ -27,15 +27,29 @@ namespace qat::graph {
 // linear outputs stay float, max pool and relu commute and get nothing; a cat's inputs share
 // one scale: one FakeQuantize on its output, which every reader reads (fake-quantizing the
 // output equals fake-quantizing each input with that scale).
-// Only "tensorrt" is implemented; other targets throw qat::Error.
+// Placement for "tnn" (shared/specs/tnn_format.md §3): each value is int8 or float for all its
+// readers, as a TNN blob is. Int8 are: conv / linear outputs, requantized inside the QAT module
+// (its activation_post_process, after the fused ReLU / ReLU6); the outputs of a two-input add
+// and of a cat, each requantized by its own FakeQuantize; the output of a relu, max pool or
+// average pool (module or functional; not mean) whose input is int8 -- they keep their input's
+// scale and get no quantizer ("int8, keeps input scale"; TNN's int8 average truncates, which
+// the integer simulator reproduces). Conv, linear, add and cat need int8 inputs: a float one
+// (the graph input, a black-listed node's output, or a float island's: channel_shuffle, chunk,
+// split, flatten, reshape, mean, softmax, a standalone relu6 / clamp and every other op, which
+// TNN runs in float between a dequant and a quant) gets a FakeQuantize, shared by all its int8
+// readers, while its float readers still read it float.
+// Other targets throw qat::Error.
 //
 // black_list: node names ("fc", "layer1.0.conv1": a fused node has its conv's name) or
-// fnmatch globs ("layer4.*"); listed nodes stay float (their module unchanged, their inputs
-// read float values) -- the quant / dequant at the border is the fake quant of the next
-// quantized input. An entry that matches no node is an error (likely a typo).
+// fnmatch globs ("layer4.*"); listed nodes stay float (their module unchanged; tensorrt: their
+// inputs read float values; tnn: an int8 input reaches them dequantized, as TNN inserts a
+// dequant) -- the quant at the border is the fake quant of the next quantized input. An entry
+// that matches no node is an error (likely a typo).
 //
 // Annotations name every quantizer: "weight: qint8 per_channel_symmetric(axis=0) [-127, 127]
-// half_even_div" on QAT module nodes, "act: ..." on FakeQuantize nodes, "float: black_list".
+// half_even_div" on QAT module nodes (tnn: also "output: ..."), "act: ..." on FakeQuantize
+// nodes, "float: black_list"; tnn also says how each other node runs ("int8, keeps input
+// scale", "float (tnn has no int8 channel_shuffle)").
 // Pure: `fused` is not modified; the new graph shares the original float modules with it.
 Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
                   const std::vector<std::string>& black_list = {});
