@@ -161,14 +161,7 @@ Tensors run_node(const GraphNode& node, const Tensors& in, const Tensor& input) 
     case NodeKind::kFunction:
       break;
   }
-  auto it = functions().find(node.op);
-  QAT_CHECK(it != functions().end(), "no executor function for op '", node.op,
-            "' (the executor runs: ", function_names(), ")");
-  const Function& fn = it->second;
-  QAT_CHECK(in.size() >= fn.min_inputs && in.size() <= fn.max_inputs, "op '", node.op, "' takes ",
-            fn.min_inputs, fn.max_inputs == kAny ? " or more" : " to ",
-            fn.max_inputs == kAny ? "" : std::to_string(fn.max_inputs), " inputs, got ", in.size());
-  Tensors out = fn.call(in, node.attrs);
+  Tensors out = run_function(node.op, in, node.attrs);
   QAT_CHECK(static_cast<int>(out.size()) == node.num_outputs(), "op '", node.op, "' returned ",
             out.size(), " outputs, the graph expects ", node.num_outputs());
   return out;
@@ -193,6 +186,19 @@ std::vector<size_t> last_uses(const Graph& graph) {
 }  // namespace
 
 bool has_function(const std::string& op) { return functions().count(op) > 0; }
+
+std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor>& inputs,
+                                 const OpAttrs& attrs) {
+  auto it = functions().find(op);
+  QAT_CHECK(it != functions().end(), "no executor function for op '", op,
+            "' (the executor runs: ", function_names(), ")");
+  const Function& fn = it->second;
+  QAT_CHECK(inputs.size() >= fn.min_inputs && inputs.size() <= fn.max_inputs, "op '", op,
+            "' takes ", fn.min_inputs, fn.max_inputs == kAny ? " or more" : " to ",
+            fn.max_inputs == kAny ? "" : std::to_string(fn.max_inputs), " inputs, got ",
+            inputs.size());
+  return fn.call(inputs, attrs);
+}
 
 Tensor run(const Graph& graph, const Tensor& input) {
   const std::vector<size_t> last_use = last_uses(graph);

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "graph/graph.h"
@@ -11,6 +12,11 @@ namespace qat::graph {
 
 // Whether run() can execute the functional op `op` ("add", "cat", ...).
 bool has_function(const std::string& op);
+
+// Runs the functional op `op` on `inputs` with `attrs` exactly as run() runs a kFunction node
+// (the one table of executor.cc); an unknown op or a wrong input count throws qat::Error.
+std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor>& inputs,
+                                 const OpAttrs& attrs);
 
 // Runs `graph` on `input`, recording autograd history as any forward does. kModule nodes call
 // node.module->forward(): the original modules, so their train/eval mode applies and gradients
