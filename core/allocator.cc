@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,8 @@ BlockCache& cache() {
 }  // namespace
 
 Block allocate_block(size_t nbytes) {
+  if (nbytes > (size_t{1} << 62))
+    throw Error("cannot allocate " + std::to_string(nbytes) + " bytes");
   Block block;
   block.capacity = round_up(nbytes == 0 ? 1 : nbytes);
   const bool cacheable = caching_enabled() && block.capacity >= kCachedBlockMinBytes;
@@ -98,7 +101,13 @@ Block allocate_block(size_t nbytes) {
 void free_block(const Block& block) {
   if (block.data == nullptr) return;
   const bool cacheable = caching_enabled() && block.capacity >= kCachedBlockMinBytes;
-  if (!cacheable || !cache().put(block.data, block.capacity)) std::free(block.data);
+  bool cached = false;
+  try {
+    cached = cacheable && cache().put(block.data, block.capacity);
+  } catch (const std::bad_alloc&) {
+    // Called from ~Storage: never throw; under memory pressure just give the block back.
+  }
+  if (!cached) std::free(block.data);
 }
 
 AllocatorStats allocator_stats() { return cache().stats(); }

@@ -34,8 +34,8 @@ Tensor add_gradients(const Tensor& a, const Tensor& b) {
 void accumulate_into_leaf(TensorImpl& leaf, const Tensor& grad) {
   QAT_CHECK(grad.shape() == leaf.shape, "autograd: gradient of shape ", shape_str(grad.shape()),
             " for a leaf of shape ", shape_str(leaf.shape));
-  QAT_CHECK(grad.dtype() == leaf.dtype, "autograd: ", dtype_name(grad.dtype()),
-            " gradient for a ", dtype_name(leaf.dtype), " leaf");
+  QAT_CHECK(grad.dtype() == leaf.dtype, "autograd: ", dtype_name(grad.dtype()), " gradient for a ",
+            dtype_name(leaf.dtype), " leaf");
   if (leaf.grad) {
     Tensor(leaf.grad).add_(grad);
     return;
@@ -82,9 +82,11 @@ Node::~Node() {
   }
 }
 
-void Node::release() {
+std::vector<Edge> Node::release() {
   backward_ = nullptr;
-  next_edges_.clear();
+  std::vector<Edge> edges;
+  edges.swap(next_edges_);
+  return edges;
 }
 
 Grads Node::apply(const Grads& grad_outputs) {
@@ -134,8 +136,10 @@ void run_backward(const Tensor& root, const Tensor& grad_root) {
             "(HINT: set requires_grad_() on the parameters, and do not run under NoGradGuard)");
   Tensor grad = grad_root;
   if (!grad.defined()) {
-    QAT_CHECK(root.numel() == 1, "backward: grad can be implicitly created only for a "
-              "one-element output, got shape ", shape_str(root.shape()));
+    QAT_CHECK(root.numel() == 1,
+              "backward: grad can be implicitly created only for a "
+              "one-element output, got shape ",
+              shape_str(root.shape()));
     grad = Tensor::ones(root.shape(), root.dtype());
   }
   QAT_CHECK(grad.shape() == root.shape(), "backward: gradient shape ", shape_str(grad.shape()),
@@ -158,8 +162,7 @@ void run_backward(const Tensor& root, const Tensor& grad_root) {
     pending.erase(it);
     Grads grad_inputs = node->apply(grad_outputs);
     grad_outputs.clear();
-    const std::vector<Edge> edges = node->next_edges();
-    node->release();
+    const std::vector<Edge> edges = node->release();
     QAT_CHECK(grad_inputs.size() == edges.size(), "autograd: backward of '", node->name(),
               "' returned ", grad_inputs.size(), " gradients for ", edges.size(), " inputs");
     for (size_t i = 0; i < edges.size(); ++i) {

@@ -41,8 +41,9 @@ class Node {
   const std::vector<Edge>& next_edges() const { return next_edges_; }
   int num_outputs() const { return num_outputs_; }
   Grads apply(const Grads& grad_outputs);
-  // Drops the closure (and the tensors it saved) and the edges, once backward has run.
-  void release();
+  // Drops the closure (and the tensors it saved) once backward has run, and hands the edges to
+  // the engine.
+  std::vector<Edge> release();
 
  private:
   std::string name_;

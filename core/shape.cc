@@ -6,7 +6,10 @@ namespace qat {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) {
+    QAT_CHECK(!__builtin_mul_overflow(n, s, &n), "shape ", shape_str(shape),
+              " has more elements than fit in int64");
+  }
   return n;
 }
 

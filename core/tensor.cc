@@ -14,12 +14,24 @@ namespace {
 template <class Fn>
 void dispatch_dtype(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::kFloat32: fn(float{}); return;
-    case DType::kFloat64: fn(double{}); return;
-    case DType::kInt8: fn(int8_t{}); return;
-    case DType::kUInt8: fn(uint8_t{}); return;
-    case DType::kInt32: fn(int32_t{}); return;
-    case DType::kInt64: fn(int64_t{}); return;
+    case DType::kFloat32:
+      fn(float{});
+      return;
+    case DType::kFloat64:
+      fn(double{});
+      return;
+    case DType::kInt8:
+      fn(int8_t{});
+      return;
+    case DType::kUInt8:
+      fn(uint8_t{});
+      return;
+    case DType::kInt32:
+      fn(int32_t{});
+      return;
+    case DType::kInt64:
+      fn(int64_t{});
+      return;
   }
 }
 
@@ -50,8 +62,12 @@ Storage::~Storage() { free_block({data_, capacity_}); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   for (int64_t s : shape) QAT_CHECK(s >= 0, "negative size in shape ", shape_str(shape));
+  size_t nbytes = 0;
+  QAT_CHECK(
+      !__builtin_mul_overflow(static_cast<size_t>(shape_numel(shape)), dtype_size(dtype), &nbytes),
+      "a ", dtype_name(dtype), " tensor of shape ", shape_str(shape), " is too large");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(nbytes);
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
@@ -206,10 +222,10 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
-  QAT_CHECK(other.shape() == shape(), "add_: shape ", shape_str(other.shape()),
-            " does not match ", shape_str(shape()));
-  QAT_CHECK(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()),
-            " does not match ", dtype_name(dtype()));
+  QAT_CHECK(other.shape() == shape(), "add_: shape ", shape_str(other.shape()), " does not match ",
+            shape_str(shape()));
+  QAT_CHECK(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " does not match ",
+            dtype_name(dtype()));
   int64_t n = numel();
   dispatch_dtype(dtype(), [&](auto tag) {
     using T = decltype(tag);

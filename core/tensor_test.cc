@@ -30,6 +30,12 @@ TEST(Tensor, EveryDtypeRoundTripsThroughConversion) {
   EXPECT_EQ(f.to(DType::kInt32).to_vector<int32_t>(), (std::vector<int32_t>{-1, 2}));
 }
 
+TEST(Tensor, HugeShapesThrowInsteadOfOverflowing) {
+  EXPECT_THROW(Tensor::ones({int64_t{1} << 62}), Error);
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}), Error);
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 61}, DType::kFloat64), Error);
+}
+
 TEST(Tensor, WrongDtypeAccessThrows) {
   Tensor t = Tensor::zeros({2});
   EXPECT_THROW(t.data<double>(), Error);

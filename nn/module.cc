@@ -143,12 +143,18 @@ void Module::collect_buffers(const std::string& prefix, bool recurse, NamedTenso
 
 Tensor Module::register_resizable_buffer(const std::string& name, Tensor value) {
   Tensor registered = register_buffer(name, std::move(value));
-  resizable_buffers_.insert(name);
+  resizable_.insert(name);
+  return registered;
+}
+
+Tensor Module::register_resizable_parameter(const std::string& name, Tensor value) {
+  Tensor registered = register_parameter(name, std::move(value));
+  resizable_.insert(name);
   return registered;
 }
 
 void Module::collect_resizable(const std::string& prefix, std::set<std::string>& out) const {
-  for (const std::string& name : resizable_buffers_) out.insert(prefix + name);
+  for (const std::string& name : resizable_) out.insert(prefix + name);
   for (const auto& [name, child] : submodules()) child->collect_resizable(prefix + name + ".", out);
 }
 

@@ -85,6 +85,8 @@ class Module : public std::enable_shared_from_this<Module> {
   // the first batch). load_state_dict resizes it to the checkpoint's shape instead of rejecting
   // the mismatch (PyTorch's observers do this in _load_from_state_dict).
   Tensor register_resizable_buffer(const std::string& name, Tensor value);
+  // The same for a parameter (a per-channel learnable quantization scale).
+  Tensor register_resizable_parameter(const std::string& name, Tensor value);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     QAT_CHECK(module != nullptr, type_name(), ": register_module('", name, "') got a null module");
@@ -117,7 +119,7 @@ class Module : public std::enable_shared_from_this<Module> {
 
   NamedTensors params_;
   NamedTensors buffers_;
-  std::set<std::string> resizable_buffers_;
+  std::set<std::string> resizable_;  // names of resizable parameters and buffers
   NamedModules children_;
   NamedModules attached_;  // attach_module(): dotted paths
   bool training_ = true;

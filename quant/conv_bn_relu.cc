@@ -53,6 +53,10 @@ ConvBn2d::ConvBn2d(std::shared_ptr<nn::Conv2d> conv, std::shared_ptr<nn::BatchNo
 Tensor ConvBn2d::scale_factor() const { return ops::div(bn_->weight, running_std(*bn_)); }
 
 Tensor ConvBn2d::forward_impl(const Tensor& input) {
+  // This module decides BN's mode (the float model's bn may be in another one).
+  const bool batch_stats = is_training() && !bn_frozen_;
+  if (!batch_stats) return finish_output(folded_forward(input));
+
   const int64_t oc = conv_->out_channels;
   const Shape per_weight_row = {oc, 1, 1, 1};
   const Shape per_output_channel = {1, oc, 1, 1};
@@ -73,12 +77,27 @@ Tensor ConvBn2d::forward_impl(const Tensor& input) {
   }
   if (conv_->bias.defined()) y = ops::add(y, ops::reshape(conv_->bias, per_output_channel));
 
-  // This module decides BN's mode (the float model's bn may be in another one).
-  const bool batch_stats = is_training() && !bn_frozen_;
-  if (batch_stats) bn_->num_batches_tracked.data<int64_t>()[0] += 1;
-  y = ops::batch_norm(y, bn_->running_mean, bn_->running_var, bn_->weight, bn_->bias, batch_stats,
-                      bn_->options.momentum(), bn_->options.eps());
+  bn_->num_batches_tracked.data<int64_t>()[0] += 1;
+  y = ops::batch_norm(y, bn_->running_mean, bn_->running_var, bn_->weight, bn_->bias,
+                      /*training=*/true, bn_->options.momentum(), bn_->options.eps());
   return finish_output(y);
+}
+
+// With running statistics (eval, or BN frozen) BN is affine, so the layer is exactly the folded
+// conv the deployed model runs: conv(x, fq(W·s), b') with s = γ/σ and b' = β + (b − μ)·s.
+// Computing it in that form (rather than the approximate path's conv/s then BN) makes the
+// fake-quant graph agree bit for bit with convert's integer model. Gradients still reach W, γ, β
+// and the conv bias: the two forms are the same function of them. A channel with γ = 0 gets
+// W' = 0 and b' = β, as fold() gives.
+Tensor ConvBn2d::folded_forward(const Tensor& input) {
+  const int64_t oc = conv_->out_channels;
+  const Tensor s = scale_factor();
+  const Tensor weight =
+      weight_fake_quant()->forward(ops::mul(conv_->weight, ops::reshape(s, {oc, 1, 1, 1})));
+  const Tensor centered = conv_->bias.defined() ? ops::sub(conv_->bias, bn_->running_mean)
+                                                : ops::neg(bn_->running_mean);
+  const Tensor bias = ops::add(bn_->bias, ops::mul(centered, s));
+  return ops::conv2d(input, weight, bias, conv_->conv_params());
 }
 
 FoldedWeights ConvBn2d::fold() const {

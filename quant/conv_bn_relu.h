@@ -56,6 +56,8 @@ class ConvBn2d : public QatModule {
  private:
   // gamma / sqrt(running_var + eps): [OC], differentiable in gamma (running_var is a buffer).
   Tensor scale_factor() const;
+  // The layer with running statistics, as the folded conv (see the .cc).
+  Tensor folded_forward(const Tensor& input);
 
   std::shared_ptr<nn::Conv2d> conv_;
   std::shared_ptr<nn::BatchNorm2d> bn_;

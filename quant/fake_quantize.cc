@@ -36,7 +36,7 @@ FakeQuantize::FakeQuantize(std::shared_ptr<ObserverBase> observer,
                            const FakeQuantizeOptions& options)
     : options_(options), observer_(std::move(observer)) {
   QAT_CHECK(observer_ != nullptr, "FakeQuantize: got a null observer");
-  if (options_.learnable_scale()) scale_ = register_parameter("scale", Tensor::ones({1}));
+  if (options_.learnable_scale()) scale_ = register_resizable_parameter("scale", Tensor::ones({1}));
   fake_quant_enabled_ = register_buffer("fake_quant_enabled", Tensor::ones({1}, DType::kUInt8));
   observer_enabled_ = register_buffer("observer_enabled", Tensor::ones({1}, DType::kUInt8));
   if (!options_.learnable_scale()) scale_ = register_resizable_buffer("scale", Tensor::ones({1}));

@@ -209,6 +209,10 @@ TEST(FakeQuantize, LearnableSymmetricPinsTheZeroPoint) {
   EXPECT_NE(fq->to_string().find("(activation_post_process): "
                                  "MovingAveragePerChannelMinMaxObserver"),
             std::string::npos);
+  // The learned per-channel scale loads into a fresh module (its [1] scale parameter resizes).
+  auto fresh = per_channel_weight(FakeQuantizeOptions().learnable_scale(true));
+  fresh->load_state_dict(fq->state_dict());
+  EXPECT_EQ(fresh->scale().to_vector<float>(), fq->scale().to_vector<float>());
 }
 
 }  // namespace

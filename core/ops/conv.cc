@@ -107,16 +107,20 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
   const Conv2dShape s = conv2d_shape(x, w, b, params);
   Tensor y = forward(s, x, w, b, needs_record({x, w, b}));
 
-  record(y, "conv2d", {x, w, b}, [x, w, b, s](const Tensor& dy) -> Grads {
-    const bool need_db = b.defined() && b.requires_grad();
-    Tensor dx = x.requires_grad() ? backward_data(s, dy, w) : Tensor();
-    // db comes with the weight kernel; a frozen weight with a trainable bias (rare) still pays
-    // for dw, which is then dropped.
-    auto [dw, db] = w.requires_grad() || need_db ? backward_weight(s, x, dy, need_db)
-                                                 : std::pair<Tensor, Tensor>();
-    if (!w.requires_grad()) dw = Tensor();
-    return {dx, dw, db};
-  });
+  // Saves detached aliases (a saved input must not own its producer's graph) and decides at
+  // record time which gradients are needed, as PyTorch does.
+  const bool need_dx = x.requires_grad(), need_dw = w.requires_grad();
+  const bool need_db = b.defined() && b.requires_grad();
+  record(y, "conv2d", {x, w, b},
+         [x = x.detach(), w = w.detach(), s, need_dx, need_dw, need_db](const Tensor& dy) -> Grads {
+           Tensor dx = need_dx ? backward_data(s, dy, w) : Tensor();
+           // db comes with the weight kernel; a frozen weight with a trainable bias (rare)
+           // still pays for dw, which is then dropped.
+           auto [dw, db] = need_dw || need_db ? backward_weight(s, x, dy, need_db)
+                                              : std::pair<Tensor, Tensor>();
+           if (!need_dw) dw = Tensor();
+           return {dx, dw, db};
+         });
   if (op_tracing()) {
     trace_op("conv2d", {x, w, b}, {y},
              {{"stride", params.stride},

@@ -20,15 +20,17 @@ Tensor nll_loss(const Tensor& logp, const Tensor& targets, double eps) {
     loss.data<T>()[0] =
         kernels::nll_loss_forward(logp.data<T>(), targets.data<int64_t>(), N, C, eps);
   });
-  record(loss, "nll_loss", {logp}, [targets, N, C, eps](const Tensor& dy) -> Grads {
-    Tensor dlogp = Tensor::empty({N, C}, dy.dtype());
-    dispatch_floating(dy.dtype(), "nll_loss", [&](auto tag) {
-      using T = decltype(tag);
-      kernels::nll_loss_backward(targets.data<int64_t>(), dy.data<T>()[0], N, C, eps,
-                                 dlogp.data<T>());
-    });
-    return {dlogp};
-  });
+  // A copy of the targets: the caller may refill its label buffer before backward runs.
+  record(loss, "nll_loss", {logp},
+         [targets = targets.clone(), N, C, eps](const Tensor& dy) -> Grads {
+           Tensor dlogp = Tensor::empty({N, C}, dy.dtype());
+           dispatch_floating(dy.dtype(), "nll_loss", [&](auto tag) {
+             using T = decltype(tag);
+             kernels::nll_loss_backward(targets.data<int64_t>(), dy.data<T>()[0], N, C, eps,
+                                        dlogp.data<T>());
+           });
+           return {dlogp};
+         });
   return loss;
 }
 
