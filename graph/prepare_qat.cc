@@ -188,6 +188,58 @@ Placement tnn_placement(const Graph& graph, const std::vector<bool>& is_float) {
   return placement;
 }
 
+bool is_function(const GraphNode& node, const char* op) {
+  return node.kind == NodeKind::kFunction && node.op == op;
+}
+
+// The FloatFunctional ops PyTorch observes: add and mul of two tensors (not of a scalar), cat.
+bool is_float_functional(const GraphNode& node) {
+  return ((is_function(node, "add") || is_function(node, "mul")) && node.inputs.size() == 2) ||
+         is_function(node, "cat");
+}
+
+// The relu that torchvision's FloatFunctional.add_relu fuses into the two-input add node
+// `add` (the add's only reader, not black-listed); -1 for none.
+int fused_relu(const Graph& graph, int add, const std::vector<bool>& is_float) {
+  if (!is_function(graph.nodes[add], "add") || graph.nodes[add].inputs.size() != 2) return -1;
+  const std::vector<int> users = graph.users({add, 0});
+  if (users.size() != 1 || is_float[users[0]]) return -1;
+  const GraphNode& user = graph.nodes[users[0]];
+  return is_exactly<nn::ReLU>(user) || is_function(user, "relu") ? users[0] : -1;
+}
+
+// PyTorch eager QAT placement (see the header). quantized[i][k]: output k of node i is a
+// quantized tensor (it carries qparams).
+Placement pytorch_placement(const Graph& graph, const std::vector<bool>& is_float) {
+  Placement placement(graph);
+  placement.quantize_weighted_outputs = true;
+  std::vector<std::vector<bool>> quantized(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
+    quantized[i].assign(node.num_outputs(), false);
+    if (is_float[i] || node.kind == NodeKind::kInput || node.kind == NodeKind::kOutput) continue;
+    // Every op runs quantized: a float input (the graph input, a black-listed node's output)
+    // is quantized for it, as a QuantStub does.
+    for (size_t k = 0; k < node.inputs.size(); ++k) {
+      const Value v = node.inputs[k];
+      placement.quantized_input[i][k] = !quantized[v.node][v.output];
+    }
+    quantized[i].assign(node.num_outputs(), true);
+    const int relu = fused_relu(graph, static_cast<int>(i), is_float);
+    if (relu >= 0) {
+      placement.note[i] = "observed after " + graph.nodes[relu].name + " (add_relu)";
+      placement.quantized_output[relu] = true;
+      placement.output_note[relu] = "add_relu";
+    } else if (is_float_functional(node)) {
+      placement.quantized_output[i] = true;
+      placement.output_note[i] = "observes the " + node.op;
+    } else if (!is_weighted(node) && !placement.quantized_output[i]) {
+      placement.note[i] = "qparams from its input";
+    }
+  }
+  return placement;
+}
+
 bool matches(const std::string& name, const std::string& entry) {
   return name == entry || fnmatch(entry.c_str(), name.c_str(), 0) == 0;
 }
@@ -314,18 +366,29 @@ GraphNode qat_node(GraphNode node, int index, bool is_float, const Placement& pl
   return node;
 }
 
+// The placement of `target` (see the header).
+Placement target_placement(const Graph& graph, quant::Target target,
+                           const std::vector<bool>& is_float) {
+  switch (target) {
+    case quant::Target::kTensorRT:
+      return tensorrt_placement(graph, is_float);
+    case quant::Target::kTNN:
+      return tnn_placement(graph, is_float);
+    case quant::Target::kFbgemm:
+    case quant::Target::kQnnpack:
+    case quant::Target::kQnnpackPerChannel:
+      break;
+  }
+  return pytorch_placement(graph, is_float);
+}
+
 }  // namespace
 
 Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
                   const std::vector<std::string>& black_list) {
   qconfig.validate();
-  QAT_CHECK(qconfig.target == quant::Target::kTensorRT || qconfig.target == quant::Target::kTNN,
-            "prepare_qat: quant placement for target '", quant::target_name(qconfig.target),
-            "' is not implemented yet (only 'tensorrt' and 'tnn')");
   const std::vector<bool> is_float = black_listed(fused, black_list);
-  const Placement placement = qconfig.target == quant::Target::kTensorRT
-                                  ? tensorrt_placement(fused, is_float)
-                                  : tnn_placement(fused, is_float);
+  const Placement placement = target_placement(fused, qconfig.target, is_float);
   const std::vector<std::vector<bool>> needs_quantizer = read_quantized(fused, placement);
 
   // Each old value's float and fake-quantized versions in the new graph. A quantizer follows

@@ -38,18 +38,32 @@ namespace qat::graph {
 // split, flatten, reshape, mean, softmax, a standalone relu6 / clamp and every other op, which
 // TNN runs in float between a dequant and a quant) gets a FakeQuantize, shared by all its int8
 // readers, while its float readers still read it float.
-// Other targets throw qat::Error.
+// Placement for "fbgemm", "qnnpack" and "qnnpack_perchannel" (onnx_qdq.md §8): PyTorch 1.13
+// eager prepare_qat of torchvision's quantizable models (fused, QuantStub / DeQuantStub around
+// the model), where each value is a quantized tensor or float for all its readers. Quantized
+// are: conv / linear outputs, observed inside the QAT module (its activation_post_process,
+// after the fused ReLU / ReLU6); the outputs of FloatFunctional's ops -- add and mul of two
+// tensors and cat -- each observed by its own FakeQuantize, except that an add whose only
+// reader is a relu is observed after the relu (FloatFunctional.add_relu, torchvision's
+// BasicBlock / Bottleneck); the output of every other op (relu, max / average pools, mean,
+// flatten, reshape, chunk, channel_shuffle, add / mul of a scalar, ...), which takes its
+// qparams from its input and gets no observer (PyTorch's quantized ops propagate them). A float
+// input of a quantized op (the graph input: the QuantStub; a black-listed node's output) gets
+// a FakeQuantize, shared by all its quantized readers. The output is read as it is (the
+// DeQuantStub), after the last linear's observer.
 //
 // black_list: node names ("fc", "layer1.0.conv1": a fused node has its conv's name) or
 // fnmatch globs ("layer4.*"); listed nodes stay float (their module unchanged; tensorrt: their
-// inputs read float values; tnn: an int8 input reaches them dequantized, as TNN inserts a
-// dequant) -- the quant at the border is the fake quant of the next quantized input. An entry
-// that matches no node is an error (likely a typo).
+// inputs read float values; tnn and the PyTorch presets: an int8 input reaches them
+// dequantized, as TNN inserts a dequant and a PyTorch user a DeQuantStub) -- the quant at the
+// border is the fake quant of the next quantized input. An entry that matches no node is an
+// error (likely a typo).
 //
 // Annotations name every quantizer: "weight: qint8 per_channel_symmetric(axis=0) [-127, 127]
-// half_even_div" on QAT module nodes (tnn: also "output: ..."), "act: ..." on FakeQuantize
-// nodes, "float: black_list"; tnn also says how each other node runs ("int8, keeps input
-// scale", "float (tnn has no int8 channel_shuffle)").
+// half_even_div" on QAT module nodes (tnn and the PyTorch presets: also "output: ..."), "act:
+// ..." on FakeQuantize nodes, "float: black_list"; tnn also says how each other node runs
+// ("int8, keeps input scale", "float (tnn has no int8 channel_shuffle)"), the PyTorch presets
+// too ("qparams from its input", "observed after layer1.0.relu_1 (add_relu)").
 // Pure: `fused` is not modified; the new graph shares the original float modules with it.
 Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
                   const std::vector<std::string>& black_list = {});

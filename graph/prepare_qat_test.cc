@@ -498,10 +498,6 @@ TEST(PrepareQat, Errors) {
               prepare_qat(fused, kTensorRT, {"block.bn"});
             }).find("prepare_qat: black_list entry 'block.bn' matches no node (HINT: "),
             0u);
-  EXPECT_EQ(error_of([&] {
-              prepare_qat(fused, quant::QConfig::preset("fbgemm"));
-            }).find("prepare_qat: quant placement for target 'fbgemm' is not implemented yet"),
-            0u);
 }
 
 TEST(PrepareQat, IsPureAndKeepsTheOriginalModules) {
