@@ -226,18 +226,88 @@ IntNode convert_node(const Graph& graph, const GraphNode& node) {
   return out;
 }
 
+// A graph node that TNN runs in int8 keeping its input's scale (tnn_format.md §3.4), as
+// IntNode ops.
+bool keeps_input_scale(const std::string& op) {
+  return op == "relu" || op == "max_pool2d" || op == "avg_pool2d" || op == "adaptive_avg_pool2d";
+}
+
+bool black_listed(const GraphNode& node) {
+  return std::find(node.annotations.begin(), node.annotations.end(), "float: black_list") !=
+         node.annotations.end();
+}
+
+// The quantizer that reads output 0 of node `index` (the requantizer of a tnn add or cat), or
+// nullptr.
+const quant::FakeQuantize* output_quantizer(const Graph& graph, int index) {
+  for (size_t i = index + 1; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
+    const auto* fq = dynamic_cast<const quant::FakeQuantize*>(node.module.get());
+    if (fq != nullptr && node.inputs.at(0) == Value{index, 0}) return fq;
+  }
+  return nullptr;
+}
+
+float scalar_scale(const quant::QParams& qparams) { return qparams.scale.data<float>()[0]; }
+
+// tnn: the blob scales of node `index` of `out` (whose earlier nodes have theirs) and, for a
+// conv / linear, its accumulator scale s_in * s_w[c] and bias_int32 from the input blob's scale.
+void assign_tnn_scales(const Graph& graph, int index, IntModel& out) {
+  IntNode& node = out.nodes[index];
+  std::vector<std::optional<float>> in_scales;
+  for (const Value& v : node.inputs)
+    in_scales.push_back(out.nodes[v.node].output_scales.at(v.output));
+  const bool int8_inputs =
+      std::all_of(in_scales.begin(), in_scales.end(), [](auto s) { return s.has_value(); });
+  node.output_scales.assign(node.output_shapes.size(), std::nullopt);
+  if (node.op == "output") {
+    node.output_scales.clear();
+  } else if (node.op == "quantize") {
+    node.output_scales[0] = scalar_scale(*node.qparams);
+  } else if (node.layer) {
+    IntLayer& layer = *node.layer;
+    QAT_CHECK(in_scales.at(0), "tnn runs ", node.op, " in int8, but its input is float");
+    QAT_CHECK(layer.output, "a tnn ", node.op,
+              " requantizes its output, but it has no output "
+              "quantizer");
+    const std::vector<float> s_w = layer.weight_qparams.scale.to_vector<float>();
+    std::vector<float> accumulator_scale;
+    for (const float s : s_w) accumulator_scale.push_back(*in_scales[0] * s);
+    layer.accumulator_scale =
+        Tensor::from_vector(accumulator_scale, {static_cast<int64_t>(accumulator_scale.size())});
+    if (layer.bias.defined()) {
+      layer.bias_int32 = int32_bias(layer.bias, *in_scales[0], layer.weight_qparams);
+    }
+    node.output_scales[0] = scalar_scale(*layer.output);
+  } else if (black_listed(graph.nodes[index])) {
+    // Float: TNN dequantizes its int8 inputs.
+  } else if ((node.op == "add" && node.inputs.size() == 2) || node.op == "cat") {
+    if (const quant::FakeQuantize* requantizer = output_quantizer(graph, index)) {
+      QAT_CHECK(int8_inputs, "a tnn int8 ", node.op, " needs int8 inputs");
+      for (const std::optional<float>& s : in_scales) node.input_scales.push_back(*s);
+      node.output_scales[0] = scalar_scale(frozen_qparams(*requantizer, "its output quantizer"));
+    }
+  } else if (keeps_input_scale(node.op)) {
+    node.output_scales[0] = in_scales.at(0);
+  }
+}
+
 }  // namespace
 
 IntModel convert(const QuantizableModel& model) {
   const std::optional<quant::QConfig>& qconfig = model.qconfig();
-  QAT_CHECK(!qconfig || qconfig->target == quant::Target::kTensorRT, "convert: target '",
-            quant::target_name(qconfig->target), "' is not converted yet (only 'tensorrt')");
+  QAT_CHECK(!qconfig || qconfig->target == quant::Target::kTensorRT ||
+                qconfig->target == quant::Target::kTNN,
+            "convert: target '", quant::target_name(qconfig->target),
+            "' is not converted yet (only 'tensorrt' and 'tnn')");
   const Graph& graph = model.graph();
   IntModel out;
-  out.target = quant::Target::kTensorRT;
-  for (const GraphNode& node : graph.nodes) {
+  out.target = qconfig ? qconfig->target : quant::Target::kTensorRT;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const GraphNode& node = graph.nodes[i];
     try {
       out.nodes.push_back(convert_node(graph, node));
+      if (out.target == quant::Target::kTNN) assign_tnn_scales(graph, static_cast<int>(i), out);
     } catch (const Error& e) {
       throw Error("convert: node '" + node.name + "' (" + node.op + "): " + e.what());
     }

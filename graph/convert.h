@@ -16,10 +16,17 @@ namespace qat::graph {
 //     AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout) become their functional ops.
 // Node names and the dataflow are the graph's. Run it with simulate(); freeze the observers
 // (quant::disable_observer) before converting, or the next forward moves the scales again.
-// Only the "tensorrt" target for now. Throws qat::Error naming the node for what it cannot
+// "tnn" (tnn_format.md §3) also records every int8 blob's scale (IntNode::output_scales; add /
+// cat also their input_scales) and gives each conv / linear its accumulator scale s_in * s_w[c]
+// (float32) and bias_int32 = round(b' / (s_in * s_w[c])) rounded half away from zero (TNN's
+// float2int8 rule, the tnn qconfig's rounding; TNN's own tool truncates), s_in being its input
+// blob's scale; black-listed and float-island ops stay float ops that simulate() feeds
+// dequantized values. Targets other than "tensorrt" and "tnn" throw.
+// Throws qat::Error naming the node for what it cannot
 // convert: an unprepared model, a float conv / linear / BN (black-listed or not prepared), a
 // quantizer that never observed data or whose fake quant is disabled, a weight grid that is not
-// int8 with zero points 0, an op the integer model has no form for.
+// int8 with zero points 0, an op the integer model has no form for; for tnn, a conv / linear
+// whose input is float.
 IntModel convert(const QuantizableModel& model);
 
 }  // namespace qat::graph

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ struct IntLayer {
   // round(b' / (s_in * s_w[c])) (int32 [OC], float32 arithmetic, the target's rounding): the
   // integer bias of integer runtimes. Undefined without a bias or a quantized input.
   Tensor bias_int32;
+  // tnn: s_in * s_w[c] (float32 [OC]), the scale TNN stores with the int8 weight: it turns the
+  // int32 accumulator into float. Undefined for tensorrt.
+  Tensor accumulator_scale;
   quant::FusedActivation activation = quant::FusedActivation::kNone;
   // The requantized output (tnn's conv / FC); nullopt: the output stays float (tensorrt).
   std::optional<quant::QParams> output;
@@ -41,7 +45,9 @@ struct IntLayer {
 
 // One node of an IntModel. op is one of
 //   "input", "output"      the model's input and output
-//   "quantize"             a quantizer of one blob (qparams); a Q/DQ pair for tensorrt
+//   "quantize"             a quantizer of one blob (qparams); a Q/DQ pair for tensorrt; for tnn
+//                          float2int8(x / s) of a float input, a requantization
+//                          float2int8(q * s_in / s) of an int8 one
 //   "conv2d", "linear"     a weighted layer (layer; conv2d attrs: stride, padding, dilation,
 //                          groups); one input, the activation
 //   any other op           a float op run by graph::run_function() with attrs ("add", "relu",
@@ -55,6 +61,14 @@ struct IntNode {
   std::vector<Shape> output_shapes;       // as traced
   std::optional<quant::QParams> qparams;  // "quantize" only: per tensor
   std::optional<IntLayer> layer;          // "conv2d" / "linear" only
+  // tnn: the blob scale of each output (float ~ q * s) when that output is int8, nullopt when it
+  // is float. Int8 are the outputs of "quantize", conv / linear (the layer's output scale), a
+  // two-input add and a cat (requantized to the scale of the quantizer that reads them), and of
+  // relu / max_pool2d / avg_pool2d / adaptive_avg_pool2d with an int8 input (its scale). Empty
+  // for tensorrt.
+  std::vector<std::optional<float>> output_scales;
+  // tnn int8 add / cat: the blob scale of each input (their producers' output_scales).
+  std::vector<float> input_scales;
 };
 
 // Nodes in the graph's (topological) order; node i is the graph's node i.
@@ -68,11 +82,50 @@ struct IntModel {
   const IntNode& node(const std::string& name) const;
 };
 
+// TNN's float2int8 (tnn_format.md §3.4): trunc(v + 0.5) for v >= 0, trunc(v - 0.5) below (round
+// half away from zero), saturated to [-128, 127].
+int8_t float2int8(float v);
+
+struct SimulateOptions {
+  // tnn: apply the fusion TNN makes when it loads a model (tnn_format.md §3.5), which changes
+  // the rounding: a 1x1 conv (groups 1, stride 1, padding 0, no fused activation) whose only
+  // reader is the int8 add that is the next node computes, per element,
+  //   q = float2int8(acc * (s_acc[c] / s_add) + other * (s_other / s_add))
+  // skipping its own output scale. A relu after the add is unaffected (max(0, q) commutes with
+  // the rounding). Off: every layer rounds separately, as the fake-quant graph does.
+  bool apply_tnn_load_fusions = true;
+};
+
 // Runs `model` on `input` (float32 [N, ...]) as the target's runtime does, without autograd.
 // tensorrt: the ONNX Q/DQ graph as ONNX Runtime computes it with optimizations off -- each
 // quantizer is QuantizeLinear (x / s, half to even, saturated) then DequantizeLinear (q * s),
 // conv / linear run in float32 on dequantized_weight() plus the float bias, the other ops in
-// float32. Other targets throw qat::Error. An error names the node it happened in.
-Tensor simulate(const IntModel& model, const Tensor& input);
+// float32.
+// tnn: the int8 kernels of tnn_format.md §3.4 on int8 blobs (output_scales):
+//   conv / linear   acc = sum x_q * w_q (int32, zero padding) + bias_int32;
+//                   v = acc * (s_acc[c] / s_out) in float32; relu: float2int8(max(v, 0));
+//                   relu6: max(0, min(float2int8(v), float2int8(6 / s_out))); else float2int8(v)
+//   add             float2int8((a * s_a + b * s_b) / s_out)
+//   cat             each input float2int8(x * s_in / s_out)
+//   relu, max pool  max(0, q), the window's max q
+//   average pools   trunc(sum q / count) (integer division toward zero)
+//   quantize        float2int8(x / s) (float input) or float2int8(q * s_in / s) (int8 input)
+// Float ops (tnn's float islands) read int8 inputs dequantized (q * s) and run in float32; the
+// output is dequantized. options: see SimulateOptions. Other targets throw qat::Error. An error
+// names the node it happened in.
+Tensor simulate(const IntModel& model, const Tensor& input,
+                const SimulateOptions& options = SimulateOptions());
+
+// One step of the tnn simulate(): the outputs of node `index` from `values`, the outputs of the
+// nodes before it (values[i][k]: int8 codes where nodes[i].output_scales[k] is set, else
+// float32; a fused add reads its conv's input there). For checking each kernel on given inputs.
+std::vector<Tensor> simulate_tnn_node(const IntModel& model, int index,
+                                      const std::vector<std::vector<Tensor>>& values,
+                                      const Tensor& input,
+                                      const SimulateOptions& options = SimulateOptions());
+
+// tnn: fused_conv[i] is the conv node TNN fuses into the int8 add node i when it loads the
+// model (SimulateOptions::apply_tnn_load_fusions), -1 for every other node.
+std::vector<int> tnn_load_fusions(const IntModel& model);
 
 }  // namespace qat::graph
