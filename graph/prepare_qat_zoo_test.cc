@@ -6,10 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -20,6 +17,7 @@
 #include "nn/optim.h"
 #include "quant/qconfig.h"
 #include "zoo/registry.h"
+#include "tests/testing/golden_text.h"
 
 namespace qat::graph {
 namespace {
@@ -44,42 +42,9 @@ std::string case_name(const ::testing::TestParamInfo<std::tuple<std::string, std
   return std::get<0>(info.param) + "_" + std::get<1>(info.param);
 }
 
-// Compares `text` with graph/testdata/<file>. With QAT_UPDATE_GOLDEN=1 under `bazel run`, writes
-// the file into the workspace instead.
+// graph/testdata/<file> against `text` (tests/testing/golden_text.h).
 void expect_golden(const std::string& text, const std::string& file) {
-  const std::string path = "graph/testdata/" + file;
-  const char* update = std::getenv("QAT_UPDATE_GOLDEN");
-  if (update != nullptr && std::string(update) == "1") {
-    const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
-    ASSERT_NE(workspace, nullptr) << "QAT_UPDATE_GOLDEN=1 writes into the workspace: run it with "
-                                     "`bazel run //graph:prepare_qat_zoo_test`, not `bazel test`";
-    std::ofstream out(std::string(workspace) + "/" + path);
-    out << text;
-    ASSERT_TRUE(out.good()) << "cannot write " << workspace << "/" << path;
-    return;
-  }
-  const std::string regenerate =
-      "If the change is intended, review it and regenerate with\n"
-      "  QAT_UPDATE_GOLDEN=1 bazel run //graph:prepare_qat_zoo_test";
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << "cannot open " << path << ".\n" << regenerate;
-  std::stringstream golden;
-  golden << in.rdbuf();
-  if (golden.str() == text) return;
-  std::istringstream want(golden.str()), got(text);
-  std::string want_line, got_line;
-  for (int line = 1;; ++line) {
-    const bool more_want = static_cast<bool>(std::getline(want, want_line));
-    const bool more_got = static_cast<bool>(std::getline(got, got_line));
-    if (!more_want) want_line = "<end of file>";
-    if (!more_got) got_line = "<end of graph>";
-    if (want_line != got_line || !more_want || !more_got) {
-      ADD_FAILURE() << path << " differs from the prepared graph at line " << line
-                    << ":\n  golden:   " << want_line << "\n  prepared: " << got_line << "\n"
-                    << regenerate;
-      return;
-    }
-  }
+  testing::expect_golden_text(text, "graph/testdata/" + file, "//graph:prepare_qat_zoo_test");
 }
 
 class PreparedGolden : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};

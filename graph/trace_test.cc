@@ -2,12 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,6 +16,7 @@
 #include "nn/module.h"
 #include "nn/sequential.h"
 #include "zoo/registry.h"
+#include "tests/testing/golden_text.h"
 
 namespace qat::graph {
 namespace {
@@ -48,42 +46,9 @@ std::map<std::string, int> op_counts(const Graph& g) {
   return counts;
 }
 
-// Compares `text` with graph/testdata/<file>. With QAT_UPDATE_GOLDEN=1 under `bazel run`, writes
-// the file into the workspace instead.
+// graph/testdata/<file> against `text` (tests/testing/golden_text.h).
 void expect_golden(const std::string& text, const std::string& file) {
-  const std::string path = "graph/testdata/" + file;
-  const char* update = std::getenv("QAT_UPDATE_GOLDEN");
-  if (update != nullptr && std::string(update) == "1") {
-    const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
-    ASSERT_NE(workspace, nullptr) << "QAT_UPDATE_GOLDEN=1 writes into the workspace: run it with "
-                                     "`bazel run //graph:trace_test`, not `bazel test`";
-    std::ofstream out(std::string(workspace) + "/" + path);
-    out << text;
-    ASSERT_TRUE(out.good()) << "cannot write " << workspace << "/" << path;
-    return;
-  }
-  const std::string regenerate =
-      "If the change is intended, review it and regenerate with\n"
-      "  QAT_UPDATE_GOLDEN=1 bazel run //graph:trace_test";
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << "cannot open " << path << ".\n" << regenerate;
-  std::stringstream golden;
-  golden << in.rdbuf();
-  if (golden.str() == text) return;
-  std::istringstream want(golden.str()), got(text);
-  std::string want_line, got_line;
-  for (int line = 1;; ++line) {
-    const bool more_want = static_cast<bool>(std::getline(want, want_line));
-    const bool more_got = static_cast<bool>(std::getline(got, got_line));
-    if (!more_want) want_line = "<end of file>";
-    if (!more_got) got_line = "<end of graph>";
-    if (want_line != got_line || !more_want || !more_got) {
-      ADD_FAILURE() << path << " differs from the traced graph at line " << line
-                    << ":\n  golden: " << want_line << "\n  traced: " << got_line << "\n"
-                    << regenerate;
-      return;
-    }
-  }
+  testing::expect_golden_text(text, "graph/testdata/" + file, "//graph:trace_test");
 }
 
 TEST(Trace, SmallUserModel) {
