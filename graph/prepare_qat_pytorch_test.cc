@@ -22,14 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "core/ops/loss.h"
 #include "core/random.h"
 #include "graph/executor.h"
 #include "graph/fuse.h"
 #include "graph/prepare_qat.h"
 #include "graph/test_models.h"
 #include "graph/trace.h"
-#include "nn/optim.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
 #include "zoo/registry.h"
@@ -253,30 +251,6 @@ TEST(PrepareQatPyTorch, EverythingBlackListedComputesTheFloatModel) {
   Generator gen(1);
   normal_(x, 0.0, 1.0, gen);
   EXPECT_EQ(run(g, x).to_vector<float>(), model->forward(x).to_vector<float>());
-}
-
-TEST(PrepareQatPyTorch, PreparedResNet18Trains) {
-  auto model = zoo_model("resnet18", /*small_input=*/true);
-  model->train();
-  auto qat = std::make_shared<GraphModule>(
-      model, prepare_qat(fuse(trace(*model, {8, 3, 32, 32})), kFbgemm));
-  Tensor x = Tensor::empty({8, 3, 32, 32});
-  Generator gen(7);
-  normal_(x, 0.0, 1.0, gen);
-  const Tensor targets = Tensor::from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
-  nn::SGD sgd(qat->parameters(), nn::SGDOptions(0.01).momentum(0.9));
-  std::vector<double> losses;
-  for (int step = 0; step < 5; ++step) {
-    sgd.zero_grad();
-    const Tensor loss = ops::cross_entropy(qat->forward(x), targets);
-    loss.backward();
-    sgd.step();
-    losses.push_back(loss.item());
-  }
-  std::string trace;
-  for (const double loss : losses) trace += std::to_string(loss) + " ";
-  RecordProperty("losses", trace);
-  for (size_t i = 1; i < losses.size(); ++i) EXPECT_LT(losses[i], losses[i - 1]) << "step " << i;
 }
 
 }  // namespace

@@ -558,5 +558,12 @@ TEST(PrepareQat, TnnPreparedResNet18Trains) {
   for (size_t i = 1; i < losses.size(); ++i) EXPECT_LT(losses[i], losses[i - 1]) << "step " << i;
 }
 
+// The PyTorch presets (placement tested in prepare_qat_pytorch_test.cc) train too.
+TEST(PrepareQat, FbgemmPreparedResNet18Trains) {
+  const std::vector<double> losses =
+      prepared_resnet18_losses(quant::QConfig::preset("fbgemm"), /*lr=*/0.01);
+  for (size_t i = 1; i < losses.size(); ++i) EXPECT_LT(losses[i], losses[i - 1]) << "step " << i;
+}
+
 }  // namespace
 }  // namespace qat::graph

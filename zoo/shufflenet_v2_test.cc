@@ -19,6 +19,7 @@ namespace {
 
 using test_util::band_batch;
 using test_util::count_parameters;
+using test_util::expect_sgd_step_updates_every_parameter;
 using test_util::expect_torchvision_keys;
 using test_util::max_abs;
 using test_util::mean_std;
@@ -123,26 +124,7 @@ TEST(ShuffleNetV2, InitStatisticsAreTheLayerDefaults) {
 TEST(ShuffleNetV2, OneSgdStepUpdatesEveryParameter) {
   manual_seed(2);
   auto model = shufflenet_v2_x0_5(ShuffleNetV2Options().num_classes(10));
-  const std::vector<Tensor> params = model->parameters();
-  const Tensor bias_before = params.back().clone();  // fc.bias
-  nn::SGD optimizer(params, nn::SGDOptions(0.1));
-  Tensor images = Tensor::zeros({2, 3, 64, 64});
-  qat::normal_(images, 0.0, 1.0);
-  Tensor logits = model->forward(images);
-  Tensor loss = ops::cross_entropy(logits, Tensor::from_vector(std::vector<int64_t>{3, 7}, {2}));
-  ASSERT_TRUE(std::isfinite(loss.item()));
-  loss.backward();
-  optimizer.step();
-  for (size_t i = 0; i < params.size(); ++i) {
-    ASSERT_TRUE(params[i].grad().defined()) << "parameter " << i;
-    EXPECT_GT(max_abs(params[i].grad()), 0.0) << "parameter " << i;
-    EXPECT_EQ(params[i].grad().shape(), params[i].shape());
-  }
-  // Plain SGD: p -= lr * grad.
-  const std::vector<double> b0 = bias_before.to_vector<double>();
-  const std::vector<double> b1 = params.back().to_vector<double>();
-  const std::vector<double> g = params.back().grad().to_vector<double>();
-  for (size_t j = 0; j < b0.size(); ++j) EXPECT_NEAR(b1[j], b0[j] - 0.1 * g[j], 1e-6);
+  expect_sgd_step_updates_every_parameter(*model);
 }
 
 TEST(ShuffleNetV2, SgdStepsReduceLossOnAFixedBatch) {

@@ -12,7 +12,9 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "core/ops/loss.h"
 #include "nn/module.h"
+#include "nn/optim.h"
 
 // Helpers shared by the zoo model tests; header-only, listed in their srcs.
 namespace qat::zoo::test_util {
@@ -89,6 +91,30 @@ inline std::pair<Tensor, Tensor> band_batch() {
     }
   }
   return {images, Tensor::from_vector(labels, {kN})};
+}
+
+// One plain-SGD step (lr 0.1) on two random 3x64x64 images: every parameter gets a non-zero
+// gradient of its own shape, and the last parameter (the classifier bias) moves by -lr * grad.
+inline void expect_sgd_step_updates_every_parameter(nn::Module& model) {
+  const std::vector<Tensor> params = model.parameters();
+  const Tensor bias_before = params.back().clone();
+  nn::SGD optimizer(params, nn::SGDOptions(0.1));
+  Tensor images = Tensor::zeros({2, 3, 64, 64});
+  qat::normal_(images, 0.0, 1.0);
+  Tensor loss = ops::cross_entropy(model.forward(images),
+                                   Tensor::from_vector(std::vector<int64_t>{3, 7}, {2}));
+  ASSERT_TRUE(std::isfinite(loss.item()));
+  loss.backward();
+  optimizer.step();
+  for (size_t i = 0; i < params.size(); ++i) {
+    ASSERT_TRUE(params[i].grad().defined()) << "parameter " << i;
+    EXPECT_GT(max_abs(params[i].grad()), 0.0) << "parameter " << i;
+    EXPECT_EQ(params[i].grad().shape(), params[i].shape());
+  }
+  const std::vector<double> b0 = bias_before.to_vector<double>();
+  const std::vector<double> b1 = params.back().to_vector<double>();
+  const std::vector<double> g = params.back().grad().to_vector<double>();
+  for (size_t j = 0; j < b0.size(); ++j) EXPECT_NEAR(b1[j], b0[j] - 0.1 * g[j], 1e-6);
 }
 
 }  // namespace qat::zoo::test_util
