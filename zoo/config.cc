@@ -1,15 +1,366 @@
 #include "zoo/config.h"
 
+#include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <utility>
 
+#include "core/check.h"
 #include "zoo/config_reader.h"
 
 namespace qat::zoo {
+namespace {
+
+using Json = nlohmann::json;
+
+template <class E>
+using NameTable = std::vector<std::pair<const char*, E>>;
+
+const NameTable<DataConfig::Dataset> kDatasets = {
+    {"fashion_mnist", DataConfig::Dataset::kFashionMnist},
+    {"synthetic", DataConfig::Dataset::kSynthetic},
+};
+
+// Named in the schema, not implemented yet: a clear error instead of "unknown value".
+const std::vector<std::string> kPlannedDatasets = {"image_folder"};
+
+const NameTable<TransformConfig::Kind> kTransforms = {
+    {"normalize", TransformConfig::Kind::kNormalize},
+    {"pad", TransformConfig::Kind::kPad},
+    {"resize", TransformConfig::Kind::kResize},
+    {"random_crop", TransformConfig::Kind::kRandomCrop},
+    {"random_horizontal_flip", TransformConfig::Kind::kRandomHorizontalFlip},
+};
+
+const NameTable<CalibratorChoice> kCalibrators = {
+    {"minmax", CalibratorChoice::kMinMax},
+    {"max", CalibratorChoice::kMax},
+    {"histogram", CalibratorChoice::kHistogram},
+};
+
+const std::vector<std::string> kTargets = {"tensorrt", "tnn", "fbgemm", "qnnpack",
+                                           "qnnpack_perchannel"};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+template <class E>
+std::string known_names(const NameTable<E>& table) {
+  std::vector<std::string> names;
+  for (const auto& entry : table) names.push_back(entry.first);
+  return join(names);
+}
+
+// "string \"10\"", "array": the type, and the value when it is short (as ConfigReader).
+std::string describe(const Json& value) {
+  return value.is_primitive() ? std::string(value.type_name()) + " " + value.dump()
+                              : value.type_name();
+}
+
+// The JSON under `key` of `object` (a section already checked by its ConfigReader), or nullptr.
+// ConfigReader reads scalars and int lists; the lists of strings, numbers and objects below
+// read the JSON directly and report errors in ConfigReader's format.
+const Json* raw(const Json* object, const std::string& key) {
+  if (object == nullptr || !object->is_object()) return nullptr;
+  const auto it = object->find(key);
+  return it == object->end() ? nullptr : &*it;
+}
+
+// Reads a string naming one entry of `table`; nullopt when absent.
+template <class E>
+std::optional<E> get_name(const ConfigReader& reader, const std::string& key,
+                          const NameTable<E>& table) {
+  const std::optional<std::string> name = reader.get_string(key);
+  if (!name) return std::nullopt;
+  for (const auto& [entry, value] : table) {
+    if (*name == entry) return value;
+  }
+  reader.fail(key, "unknown value \"" + *name + "\" (known: " + known_names(table) + ")");
+}
+
+std::vector<std::string> get_string_list(const ConfigReader& reader, const Json* object,
+                                         const std::string& key) {
+  const Json* value = raw(object, key);
+  if (value == nullptr) return {};
+  if (!value->is_array()) reader.fail(key, "expected an array of strings, got " + describe(*value));
+  std::vector<std::string> out;
+  for (const Json& element : *value) {
+    if (!element.is_string()) {
+      reader.fail(key + "[" + std::to_string(out.size()) + "]",
+                  "expected a string, got " + describe(element));
+    }
+    out.push_back(element.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<double> get_double_list(const ConfigReader& reader, const Json* object,
+                                    const std::string& key) {
+  const Json* value = raw(object, key);
+  if (value == nullptr) return {};
+  if (!value->is_array()) reader.fail(key, "expected an array of numbers, got " + describe(*value));
+  std::vector<double> out;
+  for (const Json& element : *value) {
+    if (!element.is_number()) {
+      reader.fail(key + "[" + std::to_string(out.size()) + "]",
+                  "expected a number, got " + describe(element));
+    }
+    out.push_back(element.get<double>());
+  }
+  return out;
+}
+
+std::optional<int64_t> get_int_at_least(const ConfigReader& reader, const std::string& key,
+                                        int64_t min) {
+  const std::optional<int64_t> value = reader.get_int(key);
+  if (value && *value < min) {
+    reader.fail(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(*value));
+  }
+  return value;
+}
+
+// Rejects `key` when set: it belongs to another choice (`why`).
+void reject_if_set(const ConfigReader& reader, const Json* object, const std::string& key,
+                   const std::string& why) {
+  if (raw(object, key) != nullptr) reader.fail(key, why);
+}
+
+// ---- data
+
+// The keys a transform takes besides "name".
+std::vector<std::string> transform_keys(TransformConfig::Kind kind) {
+  switch (kind) {
+    case TransformConfig::Kind::kNormalize:
+      return {"mean", "std"};
+    case TransformConfig::Kind::kPad:
+      return {"padding", "fill"};
+    case TransformConfig::Kind::kResize:
+      return {"size"};
+    case TransformConfig::Kind::kRandomCrop:
+      return {"size", "padding"};
+    case TransformConfig::Kind::kRandomHorizontalFlip:
+      return {"p"};
+  }
+  return {};
+}
+
+TransformConfig parse_transform(const Json& json, const std::string& file,
+                                const std::string& path) {
+  // The keys of the named transform, so that a typo lists the right ones; every transform's
+  // keys while the name is missing or unknown (the reader then reports the name).
+  std::vector<std::string> known = {"name", "mean", "std", "padding", "fill", "size", "p"};
+  if (const Json* name = raw(&json, "name"); name != nullptr && name->is_string()) {
+    for (const auto& [entry, kind] : kTransforms) {
+      if (*name != entry) continue;
+      known = {"name"};
+      for (const std::string& key : transform_keys(kind)) known.push_back(key);
+    }
+  }
+  const ConfigReader reader(json, file, path, known);
+  TransformConfig t;
+  const std::optional<TransformConfig::Kind> kind = get_name(reader, "name", kTransforms);
+  if (!kind) reader.fail("name", "missing (known: " + known_names(kTransforms) + ")");
+  t.kind = *kind;
+  switch (t.kind) {
+    case TransformConfig::Kind::kNormalize: {
+      t.mean = get_double_list(reader, &json, "mean");
+      t.std = get_double_list(reader, &json, "std");
+      if (t.mean.empty()) reader.fail("mean", "missing or empty (one value per channel)");
+      if (t.std.empty()) reader.fail("std", "missing or empty (one value per channel)");
+      if (t.mean.size() != t.std.size()) {
+        reader.fail("std", std::to_string(t.std.size()) + " values, but mean has " +
+                               std::to_string(t.mean.size()));
+      }
+      for (size_t i = 0; i < t.std.size(); ++i) {
+        if (!(t.std[i] > 0)) reader.fail("std[" + std::to_string(i) + "]", "must be > 0");
+      }
+      break;
+    }
+    case TransformConfig::Kind::kPad:
+      if (!reader.get_int("padding")) reader.fail("padding", "missing");
+      t.padding = *get_int_at_least(reader, "padding", 0);
+      t.fill = reader.get_double("fill").value_or(0.0);
+      break;
+    case TransformConfig::Kind::kResize: {
+      const std::optional<std::vector<int64_t>> size = reader.get_int_list("size");
+      if (!size || size->size() != 2 || (*size)[0] < 1 || (*size)[1] < 1)
+        reader.fail("size", "expected [H, W] with 2 positive sizes");
+      t.size = *size;
+      break;
+    }
+    case TransformConfig::Kind::kRandomCrop: {
+      const std::optional<int64_t> size = get_int_at_least(reader, "size", 1);
+      if (!size) reader.fail("size", "missing (the crop's height and width)");
+      t.size = {*size};
+      t.padding = get_int_at_least(reader, "padding", 0).value_or(0);
+      break;
+    }
+    case TransformConfig::Kind::kRandomHorizontalFlip:
+      t.p = reader.get_double("p").value_or(0.5);
+      if (!(t.p >= 0 && t.p <= 1)) reader.fail("p", "must be in [0, 1], got " + nn::py_float(t.p));
+      break;
+  }
+  return t;
+}
+
+std::vector<TransformConfig> parse_transforms(const ConfigReader& data, const Json* object,
+                                              const std::string& file) {
+  const Json* value = raw(object, "transforms");
+  if (value == nullptr) return {};
+  if (!value->is_array())
+    data.fail("transforms", "expected an array of transform objects, got " + describe(*value));
+  std::vector<TransformConfig> out;
+  for (const Json& element : *value) {
+    out.push_back(
+        parse_transform(element, file, "data.transforms[" + std::to_string(out.size()) + "]"));
+  }
+  return out;
+}
+
+std::optional<DataConfig> parse_data_config(const ConfigReader& root, const Json& json,
+                                            const std::string& file) {
+  const std::optional<ConfigReader> data =
+      root.section("data", {"dataset", "root", "batch_size", "workers", "num_samples", "seed",
+                            "image_shape", "transforms"});
+  if (!data) return std::nullopt;
+  const Json* object = raw(&json, "data");
+  DataConfig c;
+  const std::optional<std::string> name = data->get_string("dataset");
+  if (name && std::find(kPlannedDatasets.begin(), kPlannedDatasets.end(), *name) !=
+                  kPlannedDatasets.end()) {
+    data->fail("dataset", "\"" + *name + "\" is not supported yet (supported: " +
+                              known_names(kDatasets) + ")");
+  }
+  c.dataset = get_name(*data, "dataset", kDatasets).value_or(c.dataset);
+  const bool synthetic = c.dataset == DataConfig::Dataset::kSynthetic;
+  if (synthetic) {
+    reject_if_set(*data, object, "root", "only applies to \"dataset\": \"fashion_mnist\"");
+  } else {
+    for (const char* key : {"num_samples", "seed", "image_shape"})
+      reject_if_set(*data, object, key, "only applies to \"dataset\": \"synthetic\"");
+  }
+  c.root = data->get_string("root").value_or(c.root);
+  c.batch_size = get_int_at_least(*data, "batch_size", 1).value_or(c.batch_size);
+  c.workers = get_int_at_least(*data, "workers", 1).value_or(c.workers);
+  c.num_samples = get_int_at_least(*data, "num_samples", 1).value_or(c.num_samples);
+  c.seed = get_int_at_least(*data, "seed", 0).value_or(c.seed);
+  if (const std::optional<Shape> shape = data->get_int_list("image_shape")) {
+    const bool positive =
+        std::all_of(shape->begin(), shape->end(), [](int64_t d) { return d > 0; });
+    if (shape->size() != 3 || !positive) {
+      data->fail("image_shape",
+                 "expected [C, H, W] with 3 positive sizes, got " + shape_str(*shape));
+    }
+    c.image_shape = *shape;
+  }
+  c.transforms = parse_transforms(*data, object, file);
+  return c;
+}
+
+// ---- qat
+
+// QConfig::preset(target) with the "activation" / "weight" overrides of qat.qconfig. qat.calibrator
+// "histogram" sets qconfig.activation.calibrator (so that its "method" and "percentile" apply).
+quant::QConfig parse_qconfig(const ConfigReader& qat, const Json* object, const std::string& target,
+                             std::optional<CalibratorChoice> calibrator, const std::string& file) {
+  const std::optional<ConfigReader> overrides = qat.section("qconfig", {"activation", "weight"});
+  Json preset_json = {{"preset", target}};
+  if (overrides) {
+    const Json* qconfig = raw(object, "qconfig");
+    for (const char* part : {"activation", "weight"}) {
+      if (const Json* value = raw(qconfig, part)) preset_json[part] = *value;
+    }
+  }
+  const Json* activation = raw(&preset_json, "activation");
+  const Json* activation_calibrator = raw(activation, "calibrator");
+  const bool histogram_qconfig =
+      activation_calibrator != nullptr && *activation_calibrator == "histogram";
+  if (calibrator && histogram_qconfig && *calibrator != CalibratorChoice::kHistogram) {
+    qat.fail("calibrator", std::string("\"") + calibrator_name(*calibrator) +
+                               "\" conflicts with qconfig.activation.calibrator \"histogram\"");
+  }
+  if (calibrator == CalibratorChoice::kHistogram && activation_calibrator != nullptr &&
+      !histogram_qconfig) {
+    qat.fail("calibrator", "\"histogram\" conflicts with qconfig.activation.calibrator " +
+                               activation_calibrator->dump());
+  }
+  const bool set_histogram = calibrator == CalibratorChoice::kHistogram && !histogram_qconfig &&
+                             (activation == nullptr || activation->is_object());
+  if (set_histogram) preset_json["activation"]["calibrator"] = "histogram";
+  try {
+    return quant::QConfig::from_json(preset_json, "qat.qconfig");
+  } catch (const Error& e) {
+    throw Error(file + ": " + e.what() +
+                (set_histogram ? " (qat.calibrator \"histogram\" sets qat.qconfig.activation."
+                                 "calibrator)"
+                               : ""));
+  }
+}
+
+// qat.calibrator (default: "histogram" when the qconfig's activations use it, else "minmax"),
+// checked against the qconfig.
+CalibratorChoice check_calibrator(const ConfigReader& qat, std::optional<CalibratorChoice> choice,
+                                  const quant::QConfig& qconfig) {
+  if (!choice) {
+    return qconfig.activation.calibrator == quant::CalibratorKind::kHistogram
+               ? CalibratorChoice::kHistogram
+               : CalibratorChoice::kMinMax;
+  }
+  if (*choice == CalibratorChoice::kMax &&
+      (!qconfig.activation.symmetric || qconfig.activation.per_channel)) {
+    qat.fail("calibrator",
+             "\"max\" sets symmetric per-tensor activation ranges [-amax, amax]; the " +
+                 std::string(quant::target_name(qconfig.target)) +
+                 " qconfig's activations are not per-tensor symmetric (use \"minmax\")");
+  }
+  return *choice;
+}
+
+std::optional<QatConfig> parse_qat_config(const ConfigReader& root, const Json& json,
+                                          const std::string& file) {
+  const std::optional<ConfigReader> qat =
+      root.section("qat", {"target", "qconfig", "black_list", "calibration_batches", "calibrator",
+                           "start_epoch", "freeze_bn_epoch", "freeze_observer_epoch"});
+  if (!qat) return std::nullopt;
+  const Json* object = raw(&json, "qat");
+  QatConfig c;
+  const std::optional<std::string> target = qat->get_string("target");
+  if (!target) qat->fail("target", "missing (one of " + join(kTargets) + ")");
+  if (std::find(kTargets.begin(), kTargets.end(), *target) == kTargets.end())
+    qat->fail("target", "unknown target \"" + *target + "\" (known: " + join(kTargets) + ")");
+  const std::optional<CalibratorChoice> calibrator = get_name(*qat, "calibrator", kCalibrators);
+  c.qconfig = parse_qconfig(*qat, object, *target, calibrator, file);
+  c.black_list = get_string_list(*qat, object, "black_list");
+  for (size_t i = 0; i < c.black_list.size(); ++i) {
+    if (c.black_list[i].empty()) qat->fail("black_list[" + std::to_string(i) + "]", "is empty");
+  }
+  c.calibration_batches = get_int_at_least(*qat, "calibration_batches", 1);
+  c.calibrator = check_calibrator(*qat, calibrator, c.qconfig);
+  c.start_epoch = get_int_at_least(*qat, "start_epoch", 0).value_or(0);
+  c.freeze_bn_epoch = get_int_at_least(*qat, "freeze_bn_epoch", 0);
+  c.freeze_observer_epoch = get_int_at_least(*qat, "freeze_observer_epoch", 0);
+  return c;
+}
+
+}  // namespace
+
+const char* calibrator_name(CalibratorChoice calibrator) {
+  for (const auto& [name, value] : kCalibrators) {
+    if (value == calibrator) return name;
+  }
+  QAT_CHECK(false, "calibrator_name: invalid CalibratorChoice ", static_cast<int>(calibrator));
+  return "";
+}
 
 Config parse_config(const nlohmann::json& json, const std::string& file) {
-  const ConfigReader root(json, file, /*path=*/"", {"model"});
+  const ConfigReader root(json, file, /*path=*/"", {"model", "data", "qat"});
   Config config;
   config.model = parse_model_config(root);
+  config.data = parse_data_config(root, json, file);
+  config.qat = parse_qat_config(root, json, file);
   return config;
 }
 

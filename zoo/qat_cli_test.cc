@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -13,8 +15,13 @@
 #include "core/autograd.h"
 #include "core/random.h"
 #include "core/serialize.h"
+#include "graph/convert.h"
+#include "graph/int_model.h"
+#include "quant/calibrator.h"
+#include "quant/qat_module.h"
 #include "tests/testing/compare.h"
 #include "zoo/config.h"
+#include "zoo/qat_pipeline.h"
 #include "zoo/registry.h"
 
 namespace qat::zoo {
@@ -163,6 +170,8 @@ TEST(QatHelp, TopLevelAndCommandHelp) {
   EXPECT_EQ(top.out.rfind("usage: qat <command> [flags]\n", 0), 0u) << top.out;
   EXPECT_NE(top.out.find("\n  run "), std::string::npos) << top.out;
   EXPECT_NE(top.out.find("\n  summary "), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("\n  inspect "), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("\n  calibrate "), std::string::npos) << top.out;
 
   const Result run = qat("run --help");
   EXPECT_EQ(run.exit_code, 0);
@@ -225,10 +234,6 @@ TEST(QatErrors, FailuresAreOneLineWithExitCode1) {
   expect_error(qat("summary --config " + temp_path("missing.json")), 1,
                temp_path("missing.json") + ": cannot open the config file");
 
-  expect_error(qat(run + " --config " + small_cnn + " --checkpoint " + checkpoint + " --input " +
-                   input + " --mode int8"),
-               1, "--mode int8 is not yet supported (only float)");
-
   const std::string no_shape = write_file("no_shape.json", R"({"model": {"name": "small_cnn"}})");
   expect_error(
       qat("summary --config " + no_shape), 1,
@@ -236,9 +241,10 @@ TEST(QatErrors, FailuresAreOneLineWithExitCode1) {
 }
 
 TEST(QatErrors, UsageErrorsExitWith2) {
-  expect_error(qat(""), 2, "no command given (commands: run, summary)");
+  expect_error(qat(""), 2, "no command given (commands: calibrate, inspect, run, summary)");
   expect_error(qat("train"), 2,
-               "unknown command 'train' (commands: run, summary; see 'qat --help')");
+               "unknown command 'train' (commands: calibrate, inspect, run, summary; see 'qat "
+               "--help')");
   expect_error(qat("run --config c.json"), 2, "missing --checkpoint (see 'qat run --help')");
   expect_error(qat("run --bogus 1"), 2, "unknown flag --bogus");
   expect_error(qat("summary --config"), 2, "flag --config needs a value");
@@ -246,6 +252,346 @@ TEST(QatErrors, UsageErrorsExitWith2) {
                "--input-shape expects N,C,H,W (4 positive integers), got '1,3,32'");
   expect_error(qat("run --config c --checkpoint w --input x --output y --mode fast"), 2,
                "--mode must be float, fakequant or int8, got 'fast'");
+}
+
+// ---- QAT subcommands: inspect, calibrate, run --mode fakequant|int8
+
+// A config for `model_json` with synthetic 28x28 data and a "qat" section for `target`.
+std::string qat_config(const std::string& name, const std::string& model_json,
+                       const std::string& target, const std::string& qat_extra = "") {
+  return write_file(name, R"({"model": )" + model_json +
+                              R"(, "data": {"dataset": "synthetic", "num_samples": 12,
+      "batch_size": 4, "seed": 5}, "qat": {"target": ")" +
+                              target + "\"" + qat_extra + "}}");
+}
+
+const char* const kSmallCnn = R"({"name": "small_cnn", "input_shape": [1, 1, 28, 28]})";
+const char* const kResNet18 = R"({"name": "resnet18", "num_classes": 10, "in_channels": 1,
+    "small_input": true, "input_shape": [1, 1, 28, 28]})";
+
+// Writes a random float checkpoint for the config's model; returns its path.
+std::string float_checkpoint(const std::string& config_path, const std::string& name) {
+  manual_seed(3);
+  const std::string path = temp_path(name);
+  save_safetensors(path, random_model(load_config(config_path).model)->state_dict());
+  return path;
+}
+
+std::string input_file(const std::string& name, int64_t batch) {
+  Tensor input = Tensor::empty({batch, 1, 28, 28});
+  normal_(input, 0.0, 1.0);
+  const std::string path = temp_path(name);
+  save_safetensors(path, {{"input", input}});
+  return path;
+}
+
+// The tensor of `tensors` called `name`; fails the test when there is none.
+Tensor find_tensor(const NamedTensors& tensors, const std::string& name) {
+  for (const auto& [key, tensor] : tensors) {
+    if (key == name) return tensor;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return Tensor::zeros({1});
+}
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The in-process twin of `qat run --mode fakequant|int8`.
+Tensor quantized_forward(const std::string& config_path, const std::string& checkpoint,
+                         const Tensor& input, bool int8) {
+  const Config config = load_config(config_path);
+  const auto qm = prepare_model(create_model(config.model), config, config_path);
+  load_qat_checkpoint(*qm, checkpoint);
+  quant::disable_observer(*qm);
+  qm->eval();
+  NoGradGuard no_grad;
+  return int8 ? graph::simulate(graph::convert(*qm), input) : qm->forward(input);
+}
+
+TEST(QatInspect, PrintsThePreparedGraphWithItsQuantizers) {
+  const Result result = qat("inspect --config zoo/configs/small_cnn_fashion_mnist.json");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  EXPECT_EQ(out.rfind("small_cnn prepared for tnn, input [1, 1, 28, 28], black_list []\n\n", 0), 0u)
+      << out;
+  EXPECT_NE(out.find("\ninput.activation_post_process: FakeQuantize(input) -> [1, 1, 28, 28]  # "
+                     "act: qint8 per_tensor_symmetric [-128, 127] half_away\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\nfeatures.0: ConvBnReLU2d(input.activation_post_process) -> [1, 32, 28, "
+                     "28]  # fused features.1, features.2; weight: qint8 "
+                     "per_channel_symmetric(axis=0) [-127, 127] half_away"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("quantizers of"), std::string::npos) << out;
+}
+
+TEST(QatInspect, BlackListAndTargetComeFromTheConfig) {
+  const std::string config =
+      qat_config("inspect_trt.json", kResNet18, "tensorrt", R"(, "black_list": ["fc"])");
+  const Result result = qat("inspect --config " + config);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out.rfind("resnet18 prepared for tensorrt, input [1, 1, 28, 28], black_list "
+                             "[fc]\n",
+                             0),
+            0u)
+      << result.out;
+  EXPECT_NE(result.out.find("half_even_div"), std::string::npos);
+  EXPECT_NE(result.out.find("\nfc: Linear("), std::string::npos) << result.out;
+}
+
+struct QatCase {
+  std::string model;  // "small_cnn" or "resnet18"
+  std::string target;
+};
+
+void PrintTo(const QatCase& c, std::ostream* os) { *os << c.model << " / " << c.target; }
+
+class QatPipelineTest : public ::testing::TestWithParam<QatCase> {};
+
+// calibrate writes a QAT checkpoint with observed scales and the float tensors unchanged (eval
+// mode: BN keeps its running statistics); inspect lists its quantizers; run --mode fakequant
+// and int8 read it and equal the in-process forward and simulate(convert()).
+TEST_P(QatPipelineTest, CalibrateInspectRun) {
+  const QatCase& c = GetParam();
+  const std::string tag = c.model + "_" + c.target;
+  const std::string config =
+      qat_config(tag + ".json", c.model == "small_cnn" ? kSmallCnn : kResNet18, c.target);
+  const std::string float_path = float_checkpoint(config, tag + "_float.safetensors");
+  const std::string qat_path = temp_path(tag + "_qat.safetensors");
+
+  const Result calibrated = qat("calibrate --config " + config + " --checkpoint " + float_path +
+                                " --output " + qat_path + " --batches 2");
+  ASSERT_EQ(calibrated.exit_code, 0) << calibrated.err;
+  EXPECT_EQ(calibrated.err, "");
+  EXPECT_EQ(calibrated.out.rfind("calibrating " + c.model + " for " + c.target +
+                                     ": 2 batches of 4, calibrator minmax\n",
+                                 0),
+            0u)
+      << calibrated.out;
+  EXPECT_NE(calibrated.out.find("calibrating: batch 2/2, 8 images, "), std::string::npos)
+      << calibrated.out;
+  EXPECT_NE(calibrated.out.find("\nwrote " + qat_path + " ("), std::string::npos) << calibrated.out;
+
+  const NamedTensors float_state = load_safetensors(float_path);
+  const NamedTensors qat_state = load_safetensors(qat_path);
+  ASSERT_GT(qat_state.size(), float_state.size());
+  for (const auto& [key, tensor] : float_state) {
+    EXPECT_TRUE(testing::all_close(find_tensor(qat_state, key), tensor, 0, 0)) << key;
+  }
+  int scales = 0;
+  for (const auto& [key, tensor] : qat_state) {
+    if (!ends_with(key, ".scale")) continue;
+    ++scales;
+    const float* s = tensor.data<float>();
+    for (int64_t i = 0; i < tensor.numel(); ++i) {
+      ASSERT_TRUE(std::isfinite(s[i]) && s[i] > 0 && s[i] != 1.0f) << key << "[" << i << "]";
+    }
+  }
+  EXPECT_GE(scales, 8);
+
+  const Result inspected = qat("inspect --config " + config + " --checkpoint " + qat_path);
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("\nquantizers of " + qat_path + ":\n"), std::string::npos);
+  EXPECT_TRUE(std::regex_search(
+      inspected.out, std::regex(R"(\ninput\.activation_post_process +input +activation +)"
+                                R"(qint8 per_tensor_symmetric \[-128, 127\] \S+ +[0-9.e-]+\n)")))
+      << inspected.out;
+  EXPECT_TRUE(std::regex_search(
+      inspected.out,
+      std::regex(R"(\n\S+\.weight_fake_quant +\S+ +weight +qint8 per_channel_symmetric\(axis=0\) )"
+                 R"(\[-127, 127\] \S+ +min [0-9.e-]+ max [0-9.e-]+ \([0-9]+ channels\)\n)")))
+      << inspected.out;
+  EXPECT_EQ(inspected.out.find("never observed"), std::string::npos) << inspected.out;
+
+  const std::string input = input_file(tag + "_input.safetensors", 2);
+  const Tensor x = load_safetensors(input)[0].second;
+  for (const std::string mode : {"fakequant", "int8"}) {
+    const std::string output = temp_path(tag + "_" + mode + ".safetensors");
+    const Result run = qat("run --config " + config + " --checkpoint " + qat_path + " --input " +
+                           input + " --output " + output + " --mode " + mode);
+    ASSERT_EQ(run.exit_code, 0) << mode << ": " << run.err;
+    EXPECT_EQ(run.out, "wrote " + output + " (output [2, 10] float32)\n");
+    const Tensor expected = quantized_forward(config, qat_path, x, mode == "int8");
+    EXPECT_TRUE(testing::all_close(load_safetensors(output)[0].second, expected, 0, 0)) << mode;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, QatPipelineTest,
+                         ::testing::Values(QatCase{"small_cnn", "tnn"},
+                                           QatCase{"small_cnn", "tensorrt"},
+                                           QatCase{"resnet18", "tnn"},
+                                           QatCase{"resnet18", "tensorrt"}),
+                         [](const ::testing::TestParamInfo<QatCase>& info) {
+                           return info.param.model + "_" + info.param.target;
+                         });
+
+// The max calibrator sets the input quantizer to max |x| / 127 over the calibration batches.
+TEST(QatCalibrate, MaxCalibratorTakesTheLargestMagnitude) {
+  const std::string config =
+      qat_config("max.json", kSmallCnn, "tensorrt", R"(, "calibrator": "max")");
+  const std::string float_path = float_checkpoint(config, "max_float.safetensors");
+  const std::string qat_path = temp_path("max_qat.safetensors");
+  const Result result = qat("calibrate --config " + config + " --checkpoint " + float_path +
+                            " --output " + qat_path + " --batches 2");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("calibrator max"), std::string::npos) << result.out;
+
+  const Config parsed = load_config(config);
+  const auto loader = make_loader(*parsed.data, parsed.model, /*train=*/true);
+  loader->start_epoch(0);
+  float amax = 0;
+  for (int b = 0; b < 2; ++b) {
+    const Tensor images = loader->next()->images;
+    for (int64_t i = 0; i < images.numel(); ++i)
+      amax = std::max(amax, std::fabs(images.data<float>()[i]));
+  }
+  const Tensor scale =
+      find_tensor(load_safetensors(qat_path), "input.activation_post_process.scale");
+  EXPECT_FLOAT_EQ(scale.data<float>()[0], amax / 127.0f);
+}
+
+// The histogram calibrator (qconfig.activation's method and percentile) sets the input
+// quantizer to its amax / 127 over the calibration batches.
+TEST(QatCalibrate, HistogramCalibratorUsesTheQConfigMethod) {
+  const std::string config =
+      qat_config("hist.json", kSmallCnn, "tnn",
+                 R"(, "calibrator": "histogram", "qconfig": {"activation": {"method": "percentile",
+                 "percentile": 99.0}})");
+  const std::string float_path = float_checkpoint(config, "hist_float.safetensors");
+  const std::string qat_path = temp_path("hist_qat.safetensors");
+  const Result result = qat("calibrate --config " + config + " --checkpoint " + float_path +
+                            " --output " + qat_path + " --batches 2");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("calibrator histogram"), std::string::npos) << result.out;
+
+  const Config parsed = load_config(config);
+  quant::HistogramCalibrator histogram = parsed.qat->qconfig.activation.make_histogram_calibrator();
+  const auto loader = make_loader(*parsed.data, parsed.model, /*train=*/true);
+  loader->start_epoch(0);
+  for (int b = 0; b < 2; ++b) histogram.collect(loader->next()->images);
+  const float amax = histogram.compute_amax(quant::CalibMethod::kPercentile, 99.0).data<float>()[0];
+  const Tensor scale =
+      find_tensor(load_safetensors(qat_path), "input.activation_post_process.scale");
+  EXPECT_FLOAT_EQ(scale.data<float>()[0], amax / 127.0f);
+}
+
+// The shipped example config end to end on Debian's Fashion-MNIST: calibrate, then int8.
+TEST(QatCalibrate, ExampleConfigOnFashionMnist) {
+  const std::string config = "zoo/configs/small_cnn_fashion_mnist.json";
+  const std::string float_path = float_checkpoint(config, "fm_float.safetensors");
+  const std::string qat_path = temp_path("fm_qat.safetensors");
+  const Result result = qat("calibrate --config " + config + " --checkpoint " + float_path +
+                            " --output " + qat_path + " --batches 2");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(
+      result.out.rfind("calibrating small_cnn for tnn: 2 batches of 64, calibrator minmax\n", 0),
+      0u)
+      << result.out;
+  EXPECT_NE(result.out.find("calibrating: batch 2/2, 128 images"), std::string::npos) << result.out;
+
+  const std::string input = input_file("fm_input.safetensors", 1);
+  const Result run = qat("run --config " + config + " --checkpoint " + qat_path + " --input " +
+                         input + " --output " + temp_path("fm_out.safetensors") + " --mode int8");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+
+  // --all-scales prints one scale per output channel.
+  const Result inspected =
+      qat("inspect --config " + config + " --checkpoint " + qat_path + " --all-scales true");
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_TRUE(std::regex_search(inspected.out,
+                                std::regex(R"(\nfc\.weight_fake_quant +fc +weight +.*half_away +)"
+                                           R"(([0-9.e-]+ ){9}[0-9.e-]+\n)")))
+      << inspected.out;
+}
+
+TEST(QatCalibrate, UsesTheConfigBatchCountAndStopsWhenTheDataEnds) {
+  // 12 samples in batches of 4: 3 batches, fewer than calibration_batches.
+  const std::string config =
+      qat_config("short.json", kSmallCnn, "tnn", R"(, "calibration_batches": 5)");
+  const std::string float_path = float_checkpoint(config, "short_float.safetensors");
+  const Result result = qat("calibrate --config " + config + " --checkpoint " + float_path +
+                            " --output " + temp_path("short_qat.safetensors"));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find(": 5 batches of 4,"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("calibrating: batch 3/5, 12 images"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("\nnote: the data has only 3 batches\n"), std::string::npos)
+      << result.out;
+}
+
+TEST(QatErrors, QuantizedModesAndCalibration) {
+  const std::string tnn = qat_config("err_tnn.json", kSmallCnn, "tnn");
+  const std::string float_path = float_checkpoint(tnn, "err_float.safetensors");
+  const std::string qat_path = temp_path("err_qat.safetensors");
+  ASSERT_EQ(qat("calibrate --config " + tnn + " --checkpoint " + float_path + " --output " +
+                qat_path + " --batches 1")
+                .exit_code,
+            0);
+  const std::string input = input_file("err_input.safetensors", 1);
+  const std::string run = "run --input " + input + " --output " + temp_path("err_out.safetensors");
+
+  const std::string fbgemm = qat_config("err_fbgemm.json", kSmallCnn, "fbgemm");
+  expect_error(qat(run + " --config " + fbgemm + " --checkpoint " + qat_path + " --mode int8"), 1,
+               "--mode int8 simulates the tensorrt and tnn integer models; " + fbgemm +
+                   " has qat.target \"fbgemm\" (use --mode fakequant)");
+  const std::string tensorrt = qat_config("err_trt.json", kSmallCnn, "tensorrt");
+  expect_error(
+      qat(run + " --config " + tensorrt + " --checkpoint " + qat_path + " --mode fakequant"), 1,
+      qat_path + ": a QAT checkpoint for target 'tnn', but the config's qat.target is 'tensorrt'");
+  expect_error(qat(run + " --config " + tnn + " --checkpoint " + float_path + " --mode int8"), 1,
+               float_path + ": no quantization state");
+  expect_error(qat(run + " --config " + tnn + " --checkpoint " + qat_path), 1,
+               qat_path +
+                   ": a QAT checkpoint (target tnn); run it with --mode fakequant or --mode "
+                   "int8");
+  const std::string no_qat = write_file(
+      "err_no_qat.json", R"({"model": {"name": "small_cnn", "input_shape": [1, 1, 28, 28]}})");
+  expect_error(qat(run + " --config " + no_qat + " --checkpoint " + qat_path + " --mode fakequant"),
+               1, "--mode fakequant needs a \"qat\" section in " + no_qat);
+  expect_error(qat("inspect --config " + no_qat), 1, no_qat + ": no \"qat\" section");
+  expect_error(qat("calibrate --config " + no_qat + " --checkpoint " + float_path + " --output " +
+                   temp_path("x.safetensors")),
+               1, no_qat + ": no \"data\" section");
+  const std::string no_shape = write_file(
+      "err_no_shape.json", R"({"model": {"name": "small_cnn"}, "qat": {"target": "tnn"}})");
+  expect_error(qat("inspect --config " + no_shape), 1,
+               no_shape + ": model.input_shape is needed to trace the model");
+
+  const std::string wrong_size =
+      write_file("err_size.json", R"({"model": {"name": "small_cnn", "input_shape": [1, 1, 28, 28]},
+      "data": {"dataset": "synthetic", "image_shape": [1, 32, 32], "batch_size": 2},
+      "qat": {"target": "tnn"}})");
+  expect_error(qat("calibrate --config " + wrong_size + " --checkpoint " + float_path +
+                   " --output " + temp_path("y.safetensors") + " --batches 1"),
+               1,
+               "calibrate: the data gives images of [1, 32, 32], the model takes "
+               "model.input_shape [1, 1, 28, 28]");
+
+  const std::string typo =
+      write_file("err_typo.json", R"({"model": {"name": "small_cnn", "input_shape": [1, 1, 28, 28]},
+      "qat": {"target": "tnn", "calibrater": "max"}})");
+  expect_error(qat("inspect --config " + typo), 1,
+               typo + ": qat.calibrater: unknown key (known: target, ");
+  const std::string wrong_type =
+      write_file("err_type.json", R"({"model": {"name": "small_cnn", "input_shape": [1, 1, 28, 28]},
+      "data": {"batch_size": "4"}})");
+  expect_error(qat("summary --config " + wrong_type), 1,
+               wrong_type + ": data.batch_size: expected an integer, got string \"4\"");
+  const std::string bad_qconfig = write_file(
+      "err_qconfig.json", R"({"model": {"name": "small_cnn", "input_shape": [1, 1, 28, 28]},
+      "qat": {"target": "tensorrt", "qconfig": {"weight": {"bits": 9}}}})");
+  expect_error(qat("inspect --config " + bad_qconfig), 1,
+               bad_qconfig + ": qat.qconfig.weight: bits must be in 2..8, got 9");
+
+  expect_error(qat("calibrate --config c.json --checkpoint w --output q --batches 0"), 2,
+               "--batches must be a positive integer, got '0'");
+  expect_error(qat("calibrate --config c.json --checkpoint w"), 2,
+               "missing --output (see 'qat calibrate --help')");
+  expect_error(qat("inspect --config c.json --all-scales yes"), 2,
+               "--all-scales must be true or false, got 'yes'");
 }
 
 }  // namespace

@@ -7,10 +7,10 @@
 #include "core/check.h"
 #include "zoo/flags.h"
 
-// The subcommands of the `qat` tool (qat_main.cc dispatches), one file each: qat_run.cc,
-// qat_summary.cc. A subcommand is a function taking its own argv (argv[0] is its name) and
-// returning the exit code; it throws qat::Error for failures (exit code 1) and UsageError for
-// command-line mistakes (exit code 2).
+// The subcommands of the `qat` tool (qat_main.cc dispatches), one file each: qat_calibrate.cc,
+// qat_inspect.cc, qat_run.cc, qat_summary.cc. A subcommand is a function taking its own argv
+// (argv[0] is its name) and returning the exit code; it throws qat::Error for failures (exit code
+// 1) and UsageError for command-line mistakes (exit code 2).
 namespace qat::zoo::cli {
 
 // A command-line mistake (unknown flag, missing --config): `qat` prints it and exits with 2.
@@ -19,6 +19,8 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+int calibrate_main(int argc, const char* const* argv);
+int inspect_main(int argc, const char* const* argv);
 int run_main(int argc, const char* const* argv);
 int summary_main(int argc, const char* const* argv);
 

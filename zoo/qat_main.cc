@@ -22,9 +22,13 @@ struct Command {
   int (*main)(int argc, const char* const* argv);
 };
 
-// New subcommands (train, eval, export, verify, inspect, calibrate, sensitivity) go here.
+// New subcommands (train, eval, export, verify, sensitivity) go here.
 constexpr Command kCommands[] = {
-    {"run", "run a model on the tensor \"input\" of a safetensors file", run_main},
+    {"calibrate", "calibrate a float checkpoint for QAT and write the QAT checkpoint",
+     calibrate_main},
+    {"inspect", "print the prepared QAT graph, and the quantizers of a QAT checkpoint",
+     inspect_main},
+    {"run", "run a model (float, fake-quant or int8) on the tensor \"input\" of a file", run_main},
     {"summary", "print the module tree with parameter counts and output shapes", summary_main},
 };
 
@@ -39,9 +43,9 @@ void print_help() {
   std::printf(
       "usage: qat <command> [flags]\n\n"
       "Quantization-aware training for the torchvision zoo models. A JSON config file\n"
-      "(zoo/configs/*.json) names the model and its options.\n\ncommands:\n");
+      "(zoo/configs/*.json) names the model, its data and how to quantize it.\n\ncommands:\n");
   for (const Command& command : kCommands)
-    std::printf("  %-9s %s\n", command.name, command.summary);
+    std::printf("  %-10s %s\n", command.name, command.summary);
   std::printf("\n'qat <command> --help' lists the flags of a command.\n");
 }
 

@@ -1,0 +1,94 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/quantizable_model.h"
+#include "nn/data/data_loader.h"
+#include "nn/data/dataset.h"
+#include "nn/data/transforms.h"
+#include "nn/module.h"
+#include "quant/fake_quantize.h"
+#include "zoo/config.h"
+
+// The steps of the QAT pipeline a config describes, shared by the `qat` subcommands (and the
+// trainer to come): data from the "data" section, a QuantizableModel from the "qat" section,
+// calibration, and QAT checkpoints.
+namespace qat::zoo {
+
+// ---- data
+
+// The transforms of data.transforms, in order.
+std::vector<nn::data::Transform> make_transforms(const DataConfig& data);
+
+// The dataset of the "data" section: Fashion-MNIST's training or test split from data.root, or
+// a SyntheticDataset with data.image_shape (default: model.input_shape without N) and
+// model.num_classes classes (default 10).
+std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
+                                                      const ModelConfig& model, bool train);
+
+// make_dataset batched by data.batch_size on data.workers threads, in order (no shuffle), with
+// the transforms.
+std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const ModelConfig& model,
+                                                  bool train);
+
+// ---- quantization
+
+// QuantizableModel(model, model.input_shape, qat.qconfig, qat.black_list). `config_path` names
+// the file in the errors for a missing "qat" section or model.input_shape.
+std::shared_ptr<graph::QuantizableModel> prepare_model(std::shared_ptr<nn::Module> model,
+                                                       const Config& config,
+                                                       const std::string& config_path);
+
+// One FakeQuantize of a prepared model.
+struct Quantizer {
+  // Its state_dict prefix: "conv1.weight_fake_quant", "layer1.0.add.activation_post_process".
+  std::string name;
+  // The graph value it quantizes: the QAT conv / linear node for its weight and output, the
+  // input of a FakeQuantize node ("layer1.0.add" for "layer1.0.add.activation_post_process").
+  std::string node;
+  std::string role;  // "weight" or "output" (of a QAT conv / linear), "activation" (a node)
+  std::shared_ptr<quant::FakeQuantize> fake_quant;
+};
+
+// Every quantizer of `model`, in graph order (a QAT module's weight before its output).
+std::vector<Quantizer> quantizers(const graph::QuantizableModel& model);
+
+// "qint8 per_channel_symmetric(axis=0) [-127, 127] half_away" (as the graph annotations).
+std::string describe_scheme(const quant::FakeQuantize& fake_quant);
+
+// Called after each calibration batch: batches done, batches planned, images so far.
+using CalibrationProgress = std::function<void(int64_t done, int64_t total, int64_t images)>;
+
+// Calibrates `model` on up to `batches` batches of `loader` (fewer when the data runs out) in
+// eval mode (BN on its running statistics, dropout off), without autograd, observers on:
+//   minmax:    fake quant on, so each observer sees the quantized upstream, as PyTorch's QAT
+//              calibration (model.eval() with enabled observers) does;
+//   max:       fake quant off while the inputs of every activation quantizer are collected by
+//              a quant::MaxCalibrator (pytorch-quantization's calibration); its range becomes
+//              [-amax, amax];
+//   histogram: the same with qconfig.activation's HistogramCalibrator, method and percentile.
+// Weight quantizers always take their observers' ranges. Leaves fake quant and observers
+// enabled (the state QAT training starts from). Returns the number of batches run. A batch whose
+// image shape differs from `input_shape` [N, C, H, W] is an error naming both.
+int64_t calibrate(graph::QuantizableModel& model, nn::data::DataLoader& loader, int64_t batches,
+                  CalibratorChoice calibrator, const Shape& input_shape,
+                  const CalibrationProgress& progress = nullptr);
+
+// Writes model.state_dict() (the float model's keys, then the quant state by node) atomically,
+// with the target in the safetensors metadata ("qat.target").
+void save_qat_checkpoint(const graph::QuantizableModel& model, const std::string& path);
+
+// The target a QAT checkpoint was written for (save_qat_checkpoint's metadata); nullopt for
+// other files (float checkpoints). Reads only the header.
+std::optional<std::string> qat_checkpoint_target(const std::string& path);
+
+// Loads a QAT checkpoint strictly. A checkpoint written for another target, or a float
+// checkpoint (no quant state), is an error naming the file.
+void load_qat_checkpoint(graph::QuantizableModel& model, const std::string& path);
+
+}  // namespace qat::zoo
