@@ -11,6 +11,18 @@ if ! bash tools/install_deps.sh; then
   exit 1
 fi
 
+# ONNX Runtime for Node, which //exporters:onnx_ort_test runs the exported models in: installed
+# once into a cache directory outside the clone and reused; .bazelrc passes QAT_ORT_DIR to tests.
+# Without node/npm (Debian: nodejs, npm) the test fails and says how to install.
+export QAT_ORT_DIR="${QAT_ORT_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qat-onnxruntime}"
+if [[ ! -f "$QAT_ORT_DIR/node_modules/onnxruntime-node/package.json" ]] && command -v npm >/dev/null; then
+  echo "[test] npm install onnxruntime-node into $QAT_ORT_DIR"
+  mkdir -p "$QAT_ORT_DIR" &&
+    (cd "$QAT_ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+      onnxruntime-node --onnxruntime-node-install=skip >/dev/null) ||
+    echo "[test] installing onnxruntime-node failed: //exporters:onnx_ort_test will fail"
+fi
+
 # Convenience symlinks into a *different* output base make //... descend into them.
 find . -maxdepth 1 -type l -name 'bazel-*' -delete
 
