@@ -12,32 +12,18 @@
 #include "core/check.h"
 #include "core/ops/conv.h"
 #include "graph/executor.h"
+#include "graph/int8_average_pool.h"
 #include "nn/activation.h"
 #include "nn/layers.h"
 #include "nn/pooling.h"
 #include "quant/conv_bn_relu.h"
 #include "quant/conv_relu.h"
 #include "quant/fake_quantize.h"
+#include "quant/int8_arithmetic.h"
 #include "quant/linear.h"
 
 namespace qat::graph {
 namespace {
-
-// The unclamped grid value of x with zero point 0, computed as the fake-quant kernel computes
-// it for `mode` (core/kernels/fake_quant.cc), so the codes reproduce training bit for bit.
-float grid_value(RoundingMode mode, float x, float scale) {
-  switch (mode) {
-    case RoundingMode::kHalfEvenDiv:
-      return std::nearbyint(x / scale);
-    case RoundingMode::kHalfAway: {
-      const float v = x / scale;
-      return std::trunc(v + (v >= 0.0f ? 0.5f : -0.5f));
-    }
-    case RoundingMode::kHalfEvenMul:
-      return std::nearbyint(x * (1.0f / scale));
-  }
-  return std::nearbyint(x / scale);
-}
 
 // Whether the observer of `fq` has seen data (or a calibrator set its range): per tensor,
 // min_val starts at +inf and max_val at -inf; per channel, both start empty.
@@ -58,51 +44,6 @@ quant::QParams frozen_qparams(const quant::FakeQuantize& fq, const std::string& 
             " never observed data, so its scale was never computed (HINT: run calibration "
             "forwards in train mode with the observers enabled before convert)");
   return fq.qparams();
-}
-
-// int8 codes of the folded weight `w` on the per-channel grid `qparams` (axis 0, zero point 0),
-// rounded and saturated as the weight fake quant does.
-Tensor quantize_weight(const Tensor& w, const quant::QParams& qparams) {
-  const int64_t channels = w.size(0);
-  QAT_CHECK(qparams.per_channel() && *qparams.axis == 0 && qparams.scale.numel() == channels,
-            "the weight quantizer must be per channel along axis 0 with ", channels,
-            " scales, got ", qparams.scale.numel(), " scale(s)");
-  QAT_CHECK(qparams.quant_min >= std::numeric_limits<int8_t>::min() &&
-                qparams.quant_max <= std::numeric_limits<int8_t>::max(),
-            "the weight range [", qparams.quant_min, ", ", qparams.quant_max, "] is not int8");
-  for (const int32_t zp : qparams.zero_point.to_vector<int32_t>())
-    QAT_CHECK(zp == 0, "the weight zero points must be 0 (symmetric), got ", zp);
-  const int64_t inner = w.numel() / channels;
-  const Tensor w32 = w.to(DType::kFloat32);
-  const float* x = w32.data<float>();
-  const float* scale = qparams.scale.data<float>();
-  Tensor q = Tensor::empty(w.shape(), DType::kInt8);
-  int8_t* out = q.data<int8_t>();
-  const auto lo = static_cast<float>(qparams.quant_min);
-  const auto hi = static_cast<float>(qparams.quant_max);
-  for (int64_t c = 0; c < channels; ++c) {
-    for (int64_t i = c * inner; i < (c + 1) * inner; ++i) {
-      out[i] =
-          static_cast<int8_t>(std::clamp(grid_value(qparams.rounding, x[i], scale[c]), lo, hi));
-    }
-  }
-  return q;
-}
-
-// round(bias / (input_scale * s_w[c])) in float32 with the weight's rounding, saturated to
-// int32.
-Tensor int32_bias(const Tensor& bias, float input_scale, const quant::QParams& weight_qparams) {
-  const float* b = bias.data<float>();
-  const float* scale = weight_qparams.scale.data<float>();
-  Tensor out = Tensor::empty(bias.shape(), DType::kInt32);
-  int32_t* q = out.data<int32_t>();
-  constexpr double kMin = std::numeric_limits<int32_t>::min();
-  constexpr double kMax = std::numeric_limits<int32_t>::max();
-  for (int64_t c = 0; c < bias.numel(); ++c) {
-    const float v = grid_value(weight_qparams.rounding, b[c], input_scale * scale[c]);
-    q[c] = static_cast<int32_t>(std::clamp(static_cast<double>(v), kMin, kMax));
-  }
-  return out;
 }
 
 // The conv attrs of a "conv2d" node (executor.cc's names).
@@ -138,54 +79,18 @@ void convert_layer(const Graph& graph, const GraphNode& node, const quant::QatMo
   const quant::FoldedWeights folded = module.fold();
   IntLayer layer;
   layer.weight_qparams = frozen_qparams(*module.weight_fake_quant(), "its weight quantizer");
-  layer.weight = quantize_weight(folded.weight, layer.weight_qparams);
+  layer.weight = quant::quantize_weight(folded.weight, layer.weight_qparams);
   layer.bias = folded.bias;
   const quant::FakeQuantize* input = input_quantizer(graph, node);
   if (layer.bias.defined() && input != nullptr) {
     const quant::QParams in = input->qparams();
-    layer.bias_int32 = int32_bias(layer.bias, in.scale.data<float>()[0], layer.weight_qparams);
+    layer.bias_int32 = quant::int32_bias(layer.bias, in.scale.data<float>()[0], layer.weight_qparams);
   }
   layer.activation = module.options().activation();
   if (module.activation_post_process()) {
     layer.output = frozen_qparams(*module.activation_post_process(), "its output quantizer");
   }
   out.layer = std::move(layer);
-}
-
-// A float module call as its functional op (executor.cc's names and attrs); false for a
-// module with no functional form here.
-bool convert_float_module(const nn::Module& module, IntNode& out) {
-  if (dynamic_cast<const nn::ReLU*>(&module)) {
-    out.op = "relu";
-  } else if (dynamic_cast<const nn::ReLU6*>(&module)) {
-    out.op = "relu6";
-  } else if (const auto* pool = dynamic_cast<const nn::MaxPool2d*>(&module)) {
-    out.op = "max_pool2d";
-    out.attrs = {{"kernel", pool->kernel_size.array()},
-                 {"stride", pool->stride.array()},
-                 {"padding", pool->options.padding().array()},
-                 {"dilation", pool->options.dilation().array()},
-                 {"ceil_mode", pool->options.ceil_mode()}};
-  } else if (const auto* avg = dynamic_cast<const nn::AvgPool2d*>(&module)) {
-    out.op = "avg_pool2d";
-    out.attrs = {{"kernel", avg->kernel_size.array()},
-                 {"stride", avg->stride.array()},
-                 {"padding", avg->options.padding().array()},
-                 {"ceil_mode", avg->options.ceil_mode()},
-                 {"count_include_pad", avg->options.count_include_pad()}};
-  } else if (const auto* adaptive = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&module)) {
-    out.op = "adaptive_avg_pool2d";
-    out.attrs = {{"output_size", adaptive->output_size.array()}};
-  } else if (const auto* flatten = dynamic_cast<const nn::Flatten*>(&module)) {
-    out.op = "flatten";
-    out.attrs = {{"start_dim", flatten->start_dim}, {"end_dim", flatten->end_dim}};
-  } else if (const auto* dropout = dynamic_cast<const nn::Dropout*>(&module)) {
-    out.op = "dropout";
-    out.attrs = {{"p", dropout->p}, {"training", false}};
-  } else {
-    return false;
-  }
-  return true;
 }
 
 IntNode convert_node(const Graph& graph, const GraphNode& node) {
@@ -219,7 +124,15 @@ IntNode convert_node(const Graph& graph, const GraphNode& node) {
   } else if (const auto* qat = dynamic_cast<const quant::QatModule*>(node.module.get())) {
     convert_layer(graph, node, *qat, out);
   } else {
-    QAT_CHECK(convert_float_module(*node.module, out), "the ", node.module->type_name(),
+    std::optional<FunctionalForm> form = functional_form(*node.module);
+    // tnn's truncating average is the simulator's average pool.
+    if (const auto* pool = dynamic_cast<const Int8AveragePool*>(node.module.get()))
+      form = FunctionalForm{pool->op(), pool->attrs()};
+    if (form) {
+      out.op = form->op;
+      out.attrs = form->attrs;
+    }
+    QAT_CHECK(form.has_value(), "the ", node.module->type_name(),
               " runs in float: convert has no integer-model form for it (conv, linear and "
               "batch norm need prepare_qat(); black-listed ones are not converted yet)");
   }
@@ -270,13 +183,9 @@ void assign_tnn_scales(const Graph& graph, int index, IntModel& out) {
     QAT_CHECK(layer.output, "a tnn ", node.op,
               " requantizes its output, but it has no output "
               "quantizer");
-    const std::vector<float> s_w = layer.weight_qparams.scale.to_vector<float>();
-    std::vector<float> accumulator_scale;
-    for (const float s : s_w) accumulator_scale.push_back(*in_scales[0] * s);
-    layer.accumulator_scale =
-        Tensor::from_vector(accumulator_scale, {static_cast<int64_t>(accumulator_scale.size())});
+    layer.accumulator_scale = quant::tnn_accumulator_scale(*in_scales[0], layer.weight_qparams);
     if (layer.bias.defined()) {
-      layer.bias_int32 = int32_bias(layer.bias, *in_scales[0], layer.weight_qparams);
+      layer.bias_int32 = quant::int32_bias(layer.bias, *in_scales[0], layer.weight_qparams);
     }
     node.output_scales[0] = scalar_scale(*layer.output);
   } else if (black_listed(graph.nodes[index])) {

@@ -13,6 +13,9 @@
 #include "core/ops/loss.h"
 #include "core/ops/pool.h"
 #include "core/ops/shape_ops.h"
+#include "nn/activation.h"
+#include "nn/layers.h"
+#include "nn/pooling.h"
 
 namespace qat::graph {
 namespace {
@@ -198,6 +201,38 @@ std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor
             fn.max_inputs == kAny ? "" : std::to_string(fn.max_inputs), " inputs, got ",
             inputs.size());
   return fn.call(inputs, attrs);
+}
+
+std::optional<FunctionalForm> functional_form(const nn::Module& module) {
+  if (dynamic_cast<const nn::ReLU*>(&module)) return FunctionalForm{"relu", {}};
+  if (dynamic_cast<const nn::ReLU6*>(&module)) return FunctionalForm{"relu6", {}};
+  if (const auto* pool = dynamic_cast<const nn::MaxPool2d*>(&module)) {
+    return FunctionalForm{"max_pool2d",
+                          {{"kernel", pool->kernel_size.array()},
+                           {"stride", pool->stride.array()},
+                           {"padding", pool->options.padding().array()},
+                           {"dilation", pool->options.dilation().array()},
+                           {"ceil_mode", pool->options.ceil_mode()}}};
+  }
+  if (const auto* avg = dynamic_cast<const nn::AvgPool2d*>(&module)) {
+    return FunctionalForm{"avg_pool2d",
+                          {{"kernel", avg->kernel_size.array()},
+                           {"stride", avg->stride.array()},
+                           {"padding", avg->options.padding().array()},
+                           {"ceil_mode", avg->options.ceil_mode()},
+                           {"count_include_pad", avg->options.count_include_pad()}}};
+  }
+  if (const auto* adaptive = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&module)) {
+    return FunctionalForm{"adaptive_avg_pool2d", {{"output_size", adaptive->output_size.array()}}};
+  }
+  if (const auto* flatten = dynamic_cast<const nn::Flatten*>(&module)) {
+    return FunctionalForm{"flatten",
+                          {{"start_dim", flatten->start_dim}, {"end_dim", flatten->end_dim}}};
+  }
+  if (const auto* dropout = dynamic_cast<const nn::Dropout*>(&module)) {
+    return FunctionalForm{"dropout", {{"p", dropout->p}, {"training", false}}};
+  }
+  return std::nullopt;
 }
 
 Tensor run(const Graph& graph, const Tensor& input) {

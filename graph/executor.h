@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,15 @@ bool has_function(const std::string& op);
 // (the one table of executor.cc); an unknown op or a wrong input count throws qat::Error.
 std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor>& inputs,
                                  const OpAttrs& attrs);
+
+// A float module call as the functional op run_function() runs (op name and attrs), in eval
+// semantics (dropout: training=false): ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+// Flatten, Dropout; std::nullopt for any other module. convert and prepare_qat use it.
+struct FunctionalForm {
+  std::string op;
+  OpAttrs attrs;
+};
+std::optional<FunctionalForm> functional_form(const nn::Module& module);
 
 // Runs `graph` on `input`, recording autograd history as any forward does. kModule nodes call
 // node.module->forward(): the original modules, so their train/eval mode applies and gradients

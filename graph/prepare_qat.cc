@@ -12,7 +12,9 @@
 
 #include "core/check.h"
 #include "core/kernels/fake_quant.h"
+#include "graph/executor.h"
 #include "graph/fused_modules.h"
+#include "graph/int8_average_pool.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
 #include "nn/linear.h"
@@ -21,6 +23,7 @@
 #include "quant/conv_relu.h"
 #include "quant/fake_quantize.h"
 #include "quant/linear.h"
+#include "quant/qat_module.h"
 #include "quant/qparams.h"
 
 namespace qat::graph {
@@ -382,6 +385,57 @@ Placement target_placement(const Graph& graph, quant::Target target,
   return pytorch_placement(graph, is_float);
 }
 
+// The number of elements each window of average pool `node` averages, when they all average
+// the same number (no padding, no partial window; adaptive bins that tile the input); else 0.
+int64_t uniform_window(const Graph& graph, const GraphNode& node, const FunctionalForm& pool) {
+  const Shape& in = graph.nodes[node.inputs[0].node].output_shapes.at(node.inputs[0].output);
+  const Shape& out = node.output_shapes.at(0);
+  if (in.size() != 4 || out.size() != 4) return 0;
+  if (pool.op == "adaptive_avg_pool2d") {
+    if (in[2] % out[2] != 0 || in[3] % out[3] != 0) return 0;
+    return (in[2] / out[2]) * (in[3] / out[3]);
+  }
+  const std::vector<int64_t>& kernel = pool.attrs.get_ints("kernel");
+  const std::vector<int64_t>& stride = pool.attrs.get_ints("stride");
+  const std::vector<int64_t>& padding = pool.attrs.get_ints("padding");
+  if (padding != std::vector<int64_t>{0, 0}) return 0;
+  if ((out[2] - 1) * stride[0] + kernel[0] > in[2] || (out[3] - 1) * stride[1] + kernel[1] > in[3])
+    return 0;
+  return kernel[0] * kernel[1];
+}
+
+// tnn: links every int8 value of the prepared graph to the quantizer whose scale it has (a
+// FakeQuantize node, a QAT module's output quantizer, passed on by relu and pools), then gives
+// each QAT module its input's quantizer (QatModule::set_input_quantizer: TNN's int8 kernel in
+// eval) and puts an Int8AveragePool (TNN's truncating average) in place of each int8 average
+// pool. is_float[i]: node i of `graph` is black-listed.
+void link_tnn_int8_arithmetic(Graph& graph, const std::vector<bool>& is_float) {
+  std::vector<std::shared_ptr<quant::FakeQuantize>> scale_of(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    GraphNode& node = graph.nodes[i];
+    if (is_float[i] || node.kind == NodeKind::kInput || node.kind == NodeKind::kOutput) continue;
+    const Value in = node.inputs.at(0);
+    const std::shared_ptr<quant::FakeQuantize> in_scale = in.output == 0 ? scale_of[in.node] : nullptr;
+    if (auto fq = std::dynamic_pointer_cast<quant::FakeQuantize>(node.module)) {
+      scale_of[i] = fq;
+    } else if (auto layer = std::dynamic_pointer_cast<quant::QatModule>(node.module)) {
+      layer->set_input_quantizer(in_scale);
+      scale_of[i] = layer->activation_post_process();
+    } else if (keeps_input_scale(node) && in_scale) {
+      scale_of[i] = in_scale;
+      if (!is_tnn_average_pool(node)) continue;
+      const FunctionalForm pool = node.kind == NodeKind::kModule
+                                      ? functional_form(*node.module).value()
+                                      : FunctionalForm{node.op, node.attrs};
+      const int64_t window = uniform_window(graph, node, pool);
+      if (window == 0) continue;  // the simulator's average differs (convert says so)
+      node.kind = NodeKind::kModule;
+      node.op = "Int8AveragePool";
+      node.module = std::make_shared<Int8AveragePool>(pool.op, pool.attrs, window, in_scale);
+    }
+  }
+}
+
 }  // namespace
 
 Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
@@ -396,6 +450,7 @@ Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
   const size_t n = fused.nodes.size();
   std::vector<std::vector<Value>> float_value(n), quant_value(n);
   Graph out;
+  std::vector<bool> out_is_float;  // per node of out: black-listed
   for (size_t i = 0; i < n; ++i) {
     GraphNode node = qat_node(fused.nodes[i], static_cast<int>(i), is_float[i], placement, qconfig);
     for (size_t k = 0; k < node.inputs.size(); ++k) {
@@ -404,6 +459,7 @@ Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
                                                        : float_value[v.node][v.output];
     }
     const int index = out.add_node(std::move(node));
+    out_is_float.push_back(is_float[i]);
     for (int k = 0; k < out.nodes[index].num_outputs(); ++k) {
       float_value[i].push_back({index, k});
       quant_value[i].push_back({});
@@ -411,9 +467,11 @@ Graph prepare_qat(const Graph& fused, const quant::QConfig& qconfig,
       GraphNode fq = fake_quantize_node(out, index, k, qconfig);
       if (placement.quantized_output[i]) fq.annotations.push_back(placement.output_note[i]);
       quant_value[i][k] = {out.add_node(std::move(fq)), 0};
+      out_is_float.push_back(false);
       if (placement.quantized_output[i]) float_value[i][k] = quant_value[i][k];
     }
   }
+  if (qconfig.target == quant::Target::kTNN) link_tnn_int8_arithmetic(out, out_is_float);
   return out;
 }
 

@@ -55,7 +55,7 @@ Tensor ConvBn2d::scale_factor() const { return ops::div(bn_->weight, running_std
 Tensor ConvBn2d::forward_impl(const Tensor& input) {
   // This module decides BN's mode (the float model's bn may be in another one).
   const bool batch_stats = is_training() && !bn_frozen_;
-  if (!batch_stats) return finish_output(folded_forward(input));
+  if (!batch_stats) return finish_output(folded_forward(input), input);
 
   const int64_t oc = conv_->out_channels;
   const Shape per_weight_row = {oc, 1, 1, 1};
@@ -80,7 +80,11 @@ Tensor ConvBn2d::forward_impl(const Tensor& input) {
   bn_->num_batches_tracked.data<int64_t>()[0] += 1;
   y = ops::batch_norm(y, bn_->running_mean, bn_->running_var, bn_->weight, bn_->bias,
                       /*training=*/true, bn_->options.momentum(), bn_->options.eps());
-  return finish_output(y);
+  return finish_output(y, input);
+}
+
+Tensor ConvBn2d::accumulate(const Tensor& input_codes, const Tensor& weight_codes) const {
+  return ops::conv2d(input_codes, weight_codes, Tensor(), conv_->conv_params());
 }
 
 // With running statistics (eval, or BN frozen) BN is affine, so the layer is exactly the folded

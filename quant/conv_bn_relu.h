@@ -52,6 +52,7 @@ class ConvBn2d : public QatModule {
 
  protected:
   Tensor forward_impl(const Tensor& input) override;
+  Tensor accumulate(const Tensor& input_codes, const Tensor& weight_codes) const override;
 
  private:
   // gamma / sqrt(running_var + eps): [OC], differentiable in gamma (running_var is a buffer).

@@ -14,7 +14,11 @@ Linear::Linear(std::shared_ptr<nn::Linear> linear, const QConfig& qconfig,
 
 Tensor Linear::forward_impl(const Tensor& input) {
   const Tensor weight = weight_fake_quant()->forward(linear_->weight);
-  return finish_output(ops::linear(input, weight, linear_->bias));
+  return finish_output(ops::linear(input, weight, linear_->bias), input);
+}
+
+Tensor Linear::accumulate(const Tensor& input_codes, const Tensor& weight_codes) const {
+  return ops::linear(input_codes, weight_codes, Tensor());
 }
 
 FoldedWeights Linear::fold() const {

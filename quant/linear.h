@@ -27,6 +27,7 @@ class Linear : public QatModule {
 
  protected:
   Tensor forward_impl(const Tensor& input) override;
+  Tensor accumulate(const Tensor& input_codes, const Tensor& weight_codes) const override;
 
  private:
   std::shared_ptr<nn::Linear> linear_;

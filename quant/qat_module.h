@@ -62,11 +62,27 @@ class QatModule : public nn::Module {
     return activation_post_process_;
   }
 
+  // tnn: the quantizer whose scale is the scale of this layer's input blob (graph::prepare_qat
+  // links it; it is not part of this module's state). Linked, an eval forward computes the
+  // output as TNN's int8 kernel does (tnn_format.md §3.4) instead of rounding the float conv:
+  // the exact int32 sum of input codes times weight codes plus int32_bias(), then
+  // tnn_requantize() (quant/int8_arithmetic.h), the arithmetic graph::convert and the integer
+  // simulator use -- so the fake-quant eval and the simulator agree bit for bit. Gradients are
+  // those of the fake-quant forward (the two differ by float rounding at most an output step).
+  void set_input_quantizer(std::shared_ptr<FakeQuantize> quantizer) {
+    input_quantizer_ = std::move(quantizer);
+  }
+  const std::shared_ptr<FakeQuantize>& input_quantizer() const { return input_quantizer_; }
+
  protected:
   QatModule(const QConfig& qconfig, const QatModuleOptions& options);
 
-  // The activation, then the output fake quant (if any).
-  Tensor finish_output(const Tensor& y);
+  // The activation, then the output fake quant (if any); in tnn eval with an input quantizer,
+  // TNN's int8 kernel on `input` (see set_input_quantizer()).
+  Tensor finish_output(const Tensor& y, const Tensor& input);
+  // The layer without bias on integer-valued tensors (input codes, weight codes; float32 or
+  // float64): conv2d / linear with this layer's parameters.
+  virtual Tensor accumulate(const Tensor& input_codes, const Tensor& weight_codes) const = 0;
   // "<base><activation><suffix>": ("ConvBn", "2d") -> "ConvBn2d", "ConvBnReLU2d",
   // "ConvBnReLU6" (PyTorch has no ReLU6 intrinsics; the dimension suffix is left out there).
   std::string fused_type_name(const std::string& base, const std::string& suffix) const;
@@ -76,6 +92,11 @@ class QatModule : public nn::Module {
   QatModuleOptions options_;
   std::shared_ptr<FakeQuantize> weight_fake_quant_;
   std::shared_ptr<FakeQuantize> activation_post_process_;
+  std::shared_ptr<FakeQuantize> input_quantizer_;
+
+  bool runs_tnn_kernel() const;
+  // TNN's int8 output of this layer on `input` (on the input quantizer's grid), dequantized.
+  Tensor tnn_kernel_output(const Tensor& input) const;
 };
 
 // Model-wide switches, as torch.ao.quantization.{enable,disable}_{observer,fake_quant} applied
