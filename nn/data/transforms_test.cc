@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/serialize.h"
 #include "nn/data/test_util.h"
 #include "tests/testing/compare.h"
 
@@ -155,6 +156,126 @@ TEST(Resize, SameSizeIsIdentityAndConstantsStayConstant) {
     ASSERT_EQ(v, 0.25f);
   }
   EXPECT_TRUE(throws_error_with([] { Resize(0, 3); }, {"size must be positive"}));
+}
+
+// From tests/golden/gen_image_fixtures.py (torchvision 0.14 on tensors, antialias=False).
+Tensor fixture(const std::string& name) {
+  static const NamedTensors tensors =
+      load_safetensors("nn/data/testdata/image_fixtures.safetensors");
+  for (const auto& [key, t] : tensors) {
+    if (key == name) return t;
+  }
+  ADD_FAILURE() << "no fixture tensor " << name;
+  return Tensor::zeros({1});
+}
+
+TEST(Resize, ShorterSideMatchesTorchvision) {
+  Generator gen;
+  const Tensor x = test_image(3, 7, 10);
+  EXPECT_EQ(Resize(4).output_size(7, 10), std::make_pair(int64_t{4}, int64_t{5}));  // int(40/7)
+  EXPECT_EQ(Resize(4).output_size(10, 7), std::make_pair(int64_t{5}, int64_t{4}));
+  EXPECT_EQ(Resize(3).output_size(6, 6), std::make_pair(int64_t{3}, int64_t{3}));
+  EXPECT_EQ(Resize(5, 3).output_size(7, 10), std::make_pair(int64_t{5}, int64_t{3}));
+  EXPECT_TRUE(testing::all_close(Resize(4)(x, gen), fixture("resize.short4"), 1e-6, 1e-7));
+  EXPECT_TRUE(testing::all_close(Resize(9)(x, gen), fixture("resize.short9"), 1e-6, 1e-7));
+  EXPECT_TRUE(testing::all_close(Resize(5, 3)(x, gen), fixture("resize.hw5x3"), 1e-6, 1e-7));
+  // Already the target size: returned as is, as torchvision does.
+  EXPECT_EQ(Resize(7)(x, gen).data<float>(), x.data<float>());
+  EXPECT_TRUE(throws_error_with([] { Resize(0); }, {"size must be positive, got 0"}));
+  EXPECT_TRUE(throws_error_with(
+      [&] {
+        Resize(4)(Tensor::zeros({1, 0, 3}), gen);
+      },
+      {"cannot resize an empty image [1, 0, 3]"}));
+}
+
+TEST(CenterCrop, MatchesTorchvisionIncludingZeroPadding) {
+  Generator gen;
+  const Tensor x = test_image(3, 7, 10);
+  EXPECT_EQ(CenterCrop(4, 5)(x, gen).to_vector<float>(),
+            fixture("center_crop.4x5").to_vector<float>());
+  EXPECT_EQ(CenterCrop(9, 4)(x, gen).to_vector<float>(),  // 7 rows padded to 9
+            fixture("center_crop.9x4").to_vector<float>());
+  // Offsets round half to even, as Python's round(): (5 - 2) / 2 = 1.5 -> 2; (7 - 2) / 2 -> 2.
+  const Tensor row = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5, 6}, {1, 1, 7});
+  EXPECT_EQ(CenterCrop(1, 2)(row, gen).to_vector<float>(), (std::vector<float>{2, 3}));
+  const Tensor five = Tensor::from_vector<float>({0, 1, 2, 3, 4}, {1, 1, 5});
+  EXPECT_EQ(CenterCrop(1, 2)(five, gen).to_vector<float>(), (std::vector<float>{2, 3}));
+  EXPECT_EQ(CenterCrop(1, 8)(five, gen).to_vector<float>(),  // pad 1 before, 2 after
+            (std::vector<float>{0, 0, 1, 2, 3, 4, 0, 0}));
+  EXPECT_TRUE(throws_error_with([] { CenterCrop(0); }, {"CenterCrop: size must be positive"}));
+}
+
+TEST(RandomResizedCrop, ResizedCropMatchesTorchvision) {
+  Generator gen;
+  const Tensor box = fixture("resized_crop.box");
+  const std::vector<int64_t> b = box.to_vector<int64_t>();
+  const Tensor y = resized_crop(test_image(3, 7, 10), CropBox{b[0], b[1], b[2], b[3]}, 6, 6);
+  EXPECT_TRUE(testing::all_close(y, fixture("resized_crop.y"), 1e-6, 1e-7));
+  EXPECT_TRUE(throws_error_with(
+      [] {
+        resized_crop(test_image(1, 4, 4), CropBox{1, 0, 4, 4}, 2, 2);
+      },
+      {"box (top 1, left 0, 4x4) is not inside the image [1, 4, 4]"}));
+}
+
+TEST(RandomResizedCrop, FallbackMatchesTorchvision) {
+  // scale (2, 3) asks for more than the whole image, so all ten tries fail.
+  const RandomResizedCrop rrc(8, {2.0, 3.0});
+  Generator gen(1);
+  for (const auto& [h, w] :
+       std::vector<std::pair<int64_t, int64_t>>{{10, 40}, {40, 10}, {30, 32}, {7, 3}}) {
+    const CropBox box = rrc.get_params(h, w, gen);
+    EXPECT_EQ(
+        (std::vector<int64_t>{box.top, box.left, box.height, box.width}),
+        fixture("rrc_fallback." + std::to_string(h) + "x" + std::to_string(w)).to_vector<int64_t>())
+        << h << "x" << w;
+  }
+}
+
+TEST(RandomResizedCrop, BoxesRespectScaleAndRatio) {
+  const RandomResizedCrop rrc(5, 7);
+  Generator gen(11);
+  const int64_t H = 40, W = 60;
+  std::set<int64_t> tops, heights;
+  for (int draw = 0; draw < 1000; ++draw) {
+    const CropBox box = rrc.get_params(H, W, gen);
+    ASSERT_TRUE(box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0 &&
+                box.top + box.height <= H && box.left + box.width <= W);
+    tops.insert(box.top);
+    heights.insert(box.height);
+    if (box.height == H && box.width == W) continue;  // rare fallback
+    // Rounding w and h to integers moves area and ratio a little off their ranges.
+    const double area = static_cast<double>(box.height * box.width) / (H * W);
+    const double ratio = static_cast<double>(box.width) / box.height;
+    EXPECT_GE(area, 0.08 * 0.8);
+    EXPECT_LE(area, 1.0);
+    EXPECT_GE(ratio, 0.75 * 0.8);
+    EXPECT_LE(ratio, 4.0 / 3.0 * 1.25);
+  }
+  EXPECT_GT(tops.size(), 20u);
+  EXPECT_GT(heights.size(), 20u);
+
+  const Tensor x = test_image(2, H, W);
+  Generator a(5), b(5);
+  const Tensor y = rrc(x, a);
+  EXPECT_EQ(y.shape(), (Shape{2, 5, 7}));
+  EXPECT_EQ(y.to_vector<float>(), rrc(x, b).to_vector<float>());  // same seed, same crop
+
+  // scale (1, 1) and the image's own ratio: the whole image, resized.
+  Generator c(2);
+  EXPECT_EQ(RandomResizedCrop(5, 7, {1.0, 1.0}, {1.5, 1.5})(x, c).to_vector<float>(),
+            Resize(5, 7)(x, c).to_vector<float>());
+  EXPECT_TRUE(throws_error_with(
+      [] {
+        RandomResizedCrop(4, {0.5, 0.1});
+      },
+      {"scale must be (min, max) with 0 <= min <= max"}));
+  EXPECT_TRUE(throws_error_with(
+      [] {
+        RandomResizedCrop(4, {0.1, 1.0}, {0.0, 1.0});
+      },
+      {"ratio must be (min, max) with 0 < min <= max"}));
 }
 
 TEST(Compose, AppliesTransformsInOrder) {
