@@ -23,16 +23,10 @@
 #include <vector>
 
 #include "core/autograd.h"
-#include "core/ops/conv.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/linear.h"
 #include "exporters/onnx.h"
 #include "exporters/onnx_test_util.h"
 #include "graph/convert.h"
-#include "graph/executor.h"
 #include "graph/int_model.h"
-#include "graph/trace.h"
-#include "quant/qparams.h"
 
 namespace qat::exporters {
 namespace {
@@ -173,38 +167,6 @@ TEST_P(OrtZooTest, FloatExportEqualsEvalForward) {
   expect_float_matches(GetParam().label, *test_util::zoo_model(GetParam()));
 }
 
-// graph::simulate()'s tensorrt step for one node (int_model.h: Q/DQ as x / s half to even,
-// conv / linear in float32 on the dequantized weight plus the float bias, other ops through
-// run_function), on given inputs. The test checks that it reproduces simulate() bit for bit.
-std::vector<Tensor> simulate_node(const graph::IntNode& node, const std::vector<Tensor>& in) {
-  if (node.op == "quantize") {
-    quant::QParams q = *node.qparams;
-    q.rounding = RoundingMode::kHalfEvenDiv;
-    return {quant::fake_quantize(in.at(0), q)};
-  }
-  if (!node.layer) return graph::run_function(node.op, in, node.attrs);
-  const graph::IntLayer& layer = *node.layer;
-  Tensor y;
-  if (node.op == "conv2d") {
-    ops::Conv2dParams p;
-    const auto pair = [&](const char* name) {
-      const std::vector<int64_t>& v = node.attrs.get_ints(name);
-      return std::array<int64_t, 2>{v.at(0), v.at(1)};
-    };
-    p.stride = pair("stride");
-    p.padding = pair("padding");
-    p.dilation = pair("dilation");
-    p.groups = node.attrs.get_int("groups");
-    y = ops::conv2d(in.at(0), layer.dequantized_weight(), layer.bias, p);
-  } else {
-    y = ops::linear(in.at(0), layer.dequantized_weight(), layer.bias);
-  }
-  if (layer.activation == quant::FusedActivation::kReLU) y = ops::relu(y);
-  if (layer.activation == quant::FusedActivation::kReLU6) y = ops::relu6(y);
-  if (layer.output) y = quant::fake_quantize(y, *layer.output);
-  return {y};
-}
-
 // The ONNX tensor of every qat value the export names after its node (all but the graph input
 // and output), in node order: the probes.
 std::vector<graph::Value> probe_values(const graph::IntModel& model) {
@@ -241,20 +203,24 @@ std::string with_probe_outputs(const std::string& onnx_bytes, const graph::IntMo
   return bytes;
 }
 
-// All values of simulate_node() run over the model (values[i][k]: output k of node i).
-std::vector<std::vector<Tensor>> simulate_all(const graph::IntModel& model, const Tensor& x) {
-  NoGradGuard no_grad;
+graph::SimulateOptions with_accumulation(graph::Accumulation accumulation) {
+  graph::SimulateOptions options;
+  options.accumulation = accumulation;
+  return options;
+}
+
+// All values of graph::simulate_tensorrt_node() run over the model (values[i][k]: output k of
+// node i).
+std::vector<std::vector<Tensor>> simulate_all(const graph::IntModel& model, const Tensor& x,
+                                              const graph::SimulateOptions& options) {
   std::vector<std::vector<Tensor>> values(model.nodes.size());
   for (size_t i = 0; i < model.nodes.size(); ++i) {
     const graph::IntNode& node = model.nodes[i];
     std::vector<Tensor> in;
     for (const graph::Value& v : node.inputs) in.push_back(values.at(v.node).at(v.output));
-    if (node.op == "input")
-      values[i] = {x};
-    else if (node.op == "output")
-      values[i] = {in.at(0)};
-    else
-      values[i] = simulate_node(node, in);
+    values[i] = node.op == "output"
+                    ? in
+                    : graph::simulate_tensorrt_node(model, static_cast<int>(i), in, x, options);
   }
   return values;
 }
@@ -276,11 +242,13 @@ std::map<std::pair<int, int>, Tensor> read_probes(const graph::IntModel& model,
   return values;
 }
 
-// ORT against simulate_node(), node by node.
+// ORT against graph::simulate_tensorrt_node(), node by node.
 struct NodeAgreement {
   int64_t codes = 0;                       // int8 codes of all quantize nodes
-  int64_t codes_differing_local = 0;       // ORT's vs simulate_node() on ORT's own inputs
+  int64_t codes_differing_local = 0;       // ORT's vs simulate_tensorrt_node() on ORT's inputs
   int64_t codes_differing_end_to_end = 0;  // ORT's vs the simulation from the model input
+  int64_t float_nodes = 0;                 // other nodes with an ORT probe
+  int64_t float_nodes_inexact = 0;         // ... whose values differ on ORT's own inputs
   double worst_float_rel = 0;              // other nodes, on ORT's inputs: max |diff| / max |value|
   std::string worst_float_node;
   std::string first_divergence;  // the first quantize node whose end-to-end codes differ
@@ -288,13 +256,13 @@ struct NodeAgreement {
 
 NodeAgreement compare_nodes(const graph::IntModel& model,
                             const std::vector<std::vector<Tensor>>& sim,
-                            const std::map<std::pair<int, int>, Tensor>& ort, const Tensor& x) {
+                            const std::map<std::pair<int, int>, Tensor>& ort, const Tensor& x,
+                            const graph::SimulateOptions& options) {
   const auto ort_value = [&](graph::Value v) -> Tensor {
     if (model.nodes.at(v.node).op == "input") return x;
     auto it = ort.find({v.node, v.output});
     return it == ort.end() ? Tensor() : it->second;
   };
-  NoGradGuard no_grad;
   NodeAgreement out;
   for (size_t i = 0; i < model.nodes.size(); ++i) {
     const graph::IntNode& node = model.nodes[i];
@@ -303,9 +271,12 @@ NodeAgreement compare_nodes(const graph::IntModel& model,
     std::vector<Tensor> in;
     for (const graph::Value& v : node.inputs) in.push_back(ort_value(v));
     if (std::any_of(in.begin(), in.end(), [](const Tensor& t) { return !t.defined(); })) continue;
-    const std::vector<Tensor> local = simulate_node(node, in);
+    const std::vector<Tensor> local =
+        graph::simulate_tensorrt_node(model, static_cast<int>(i), in, x, options);
     const Diff d = diff(local.at(0), ort_out.to_vector<float>());
     if (node.op != "quantize") {
+      ++out.float_nodes;
+      out.float_nodes_inexact += d.mismatches > 0;
       if (d.max_ref > 0 && d.max_abs / d.max_ref > out.worst_float_rel) {
         out.worst_float_rel = d.max_abs / d.max_ref;
         out.worst_float_node = node.name;
@@ -330,13 +301,69 @@ NodeAgreement compare_nodes(const graph::IntModel& model,
   return out;
 }
 
-// ORT runs every node of the Q/DQ export as simulate() does: on ORT's own inputs, every
-// QuantizeLinear/DequantizeLinear gives simulate()'s codes bit for bit and every float node
-// agrees within float32 accumulation order (1e-5 relative). End to end the two differ more:
-// ORT's convolutions (MLAS) sum in another order than oneDNN, an output within ~1e-6 of a
-// rounding boundary flips by one step, and the flip spreads through the later layers (figures
-// in the log). So the model outputs are only checked loosely: within 2% of the largest logit
-// (measured: <= 0.7%) at batch 1 and 8.
+// One quantization step of each model output (float logits [N, M] of the last layer),
+// s_in * s_w[m]: the scale of the quantizer feeding the last layer times the weight scale of
+// output m. In exact arithmetic logit[m] = s_in * s_w[m] * sum q_x q_w + b[m], so the logits
+// lie on a grid of that spacing and one step is one unit of the integer accumulator (a flipped
+// input code moves a logit by |q_w| steps). The last layer is the output node's producer, a
+// linear with a quantized input.
+std::vector<float> output_steps(const graph::IntModel& model) {
+  const graph::IntNode* out = nullptr;
+  for (const graph::IntNode& node : model.nodes)
+    if (node.op == "output") out = &node;
+  EXPECT_NE(out, nullptr);
+  if (out == nullptr) return {};
+  const graph::IntNode& last = model.nodes.at(out->inputs.at(0).node);
+  EXPECT_TRUE(last.layer && last.op == "linear") << last.name << " (" << last.op << ")";
+  if (!last.layer) return {};
+  const graph::IntNode& quantizer = model.nodes.at(last.inputs.at(0).node);
+  EXPECT_EQ(quantizer.op, "quantize") << "the input of " << last.name;
+  if (quantizer.op != "quantize") return {};
+  const float s_in = quantizer.qparams->scale.to_vector<float>().at(0);
+  std::vector<float> steps = last.layer->weight_qparams.scale.to_vector<float>();
+  for (float& s : steps) s *= s_in;
+  return steps;
+}
+
+// Outputs [N, M] of ORT against the simulation, in quantization steps (output_steps()).
+struct StepDiff {
+  int64_t mismatches = 0;       // outputs whose float32 values differ
+  int64_t beyond_one_step = 0;  // outputs off by more than one step
+  double max_steps = 0;         // max |ort - sim| / step
+  int64_t numel = 0;
+};
+
+StepDiff step_diff(const Tensor& expected, const std::vector<float>& actual,
+                   const std::vector<float>& steps) {
+  const std::vector<float> e = expected.to_vector<float>();
+  EXPECT_EQ(e.size(), actual.size());
+  StepDiff d;
+  d.numel = static_cast<int64_t>(e.size());
+  if (steps.empty()) return d;
+  for (size_t i = 0; i < std::min(e.size(), actual.size()); ++i) {
+    if (e[i] == actual[i]) continue;
+    ++d.mismatches;
+    const double steps_off = std::fabs(e[i] - actual[i]) / steps[i % steps.size()];
+    d.max_steps = std::max(d.max_steps, steps_off);
+    d.beyond_one_step += steps_off > 1.0 + 1e-6;
+  }
+  return d;
+}
+
+std::string str(const StepDiff& d) {
+  std::ostringstream os;
+  os << d.mismatches << " of " << d.numel << " outputs differ, " << d.beyond_one_step
+     << " by more than one step (max " << d.max_steps << " steps)";
+  return os.str();
+}
+
+// The Q/DQ export run in ORT equals graph::simulate() with Accumulation::kOnnxRuntime, which
+// sums conv / Gemm in MLAS's order (core/kernels/mlas_order_ref.h): node by node on ORT's own
+// inputs every node gives ORT's values bit for bit, and end to end the outputs are equal at
+// batch 1 (the issue's bar) and at batch 8 (the issue allows one quantization step on <= 0.5% of
+// the outputs; measured: exact). The default simulate() (kOneDnn, oneDNN's order like the
+// training forward) is only reported: a conv output within ~1e-6 of a rounding boundary flips one
+// int8 code and the flip spreads (recorded as properties qdq_onednn_batch{1,8}).
 TEST_P(OrtZooTest, QdqExportEqualsSimulate) {
   const std::string label = GetParam().label;
   const auto qm = test_util::calibrated_tensorrt(test_util::zoo_model(GetParam()));
@@ -351,30 +378,49 @@ TEST_P(OrtZooTest, QdqExportEqualsSimulate) {
   std::vector<OrtJob> jobs = {{probe_path, test_util::random_input({1, 3, 32, 32}, 21), {}},
                               {path, test_util::random_input({8, 3, 32, 32}, 22), {}}};
   ASSERT_NO_FATAL_FAILURE(run_ort(label + "_qdq", jobs));
+  const graph::SimulateOptions ort_order = with_accumulation(graph::Accumulation::kOnnxRuntime);
+  const graph::SimulateOptions onednn = with_accumulation(graph::Accumulation::kOneDnn);
 
-  const std::vector<std::vector<Tensor>> sim = simulate_all(int_model, jobs[0].input);
-  const Tensor expected1 = graph::simulate(int_model, jobs[0].input);
+  const std::vector<std::vector<Tensor>> sim = simulate_all(int_model, jobs[0].input, ort_order);
+  const Tensor expected1 = graph::simulate(int_model, jobs[0].input, ort_order);
   ASSERT_EQ(diff(expected1, sim.back().at(0).to_vector<float>()).mismatches, 0)
-      << "simulate_node() is not simulate()";
+      << "simulate_tensorrt_node() step by step is not simulate()";
   const NodeAgreement nodes = compare_nodes(
       int_model, sim, read_probes(int_model, sim, temp_dir() + "/" + label + "_qdq_0"),
-      jobs[0].input);
+      jobs[0].input, ort_order);
   std::cout << "[ort] " << label
             << " qdq batch 1, per node on ORT's inputs: " << nodes.codes_differing_local << " of "
-            << nodes.codes << " int8 codes differ, worst float node " << nodes.worst_float_node
-            << " (rel " << nodes.worst_float_rel << "); end to end "
-            << nodes.codes_differing_end_to_end << " codes differ, first at "
-            << nodes.first_divergence << std::endl;
+            << nodes.codes << " int8 codes differ, " << nodes.float_nodes_inexact << " of "
+            << nodes.float_nodes << " float nodes inexact (worst " << nodes.worst_float_node
+            << ", rel " << nodes.worst_float_rel << "); end to end "
+            << nodes.codes_differing_end_to_end << " codes differ"
+            << (nodes.first_divergence.empty() ? "" : ", first at ") << nodes.first_divergence
+            << std::endl;
   EXPECT_GT(nodes.codes, 0);
   EXPECT_EQ(nodes.codes_differing_local, 0) << label;
-  EXPECT_LE(nodes.worst_float_rel, 1e-5) << label << " " << nodes.worst_float_node;
+  EXPECT_EQ(nodes.float_nodes_inexact, 0)
+      << label << ": worst " << nodes.worst_float_node << " (rel " << nodes.worst_float_rel << ")";
+  EXPECT_EQ(nodes.codes_differing_end_to_end, 0) << label << ": " << nodes.first_divergence;
 
-  const Diff one = diff(expected1, jobs[0].output);
-  const Diff eight = diff(graph::simulate(int_model, jobs[1].input), jobs[1].output);
-  report(label + " qdq batch 1", one);
-  report(label + " qdq batch 8", eight);
-  EXPECT_LE(one.max_abs, 0.02 * one.max_ref) << label;
-  EXPECT_LE(eight.max_abs, 0.02 * eight.max_ref) << label;
+  const std::vector<float> steps = output_steps(int_model);
+  const StepDiff one = step_diff(expected1, jobs[0].output, steps);
+  const StepDiff eight =
+      step_diff(graph::simulate(int_model, jobs[1].input, ort_order), jobs[1].output, steps);
+  std::cout << "[ort] " << label << " qdq vs simulate(kOnnxRuntime): batch 1 " << str(one)
+            << "; batch 8 " << str(eight) << std::endl;
+  EXPECT_EQ(one.mismatches, 0) << label;
+  EXPECT_EQ(eight.beyond_one_step, 0) << label;
+  EXPECT_LE(eight.mismatches, eight.numel / 200) << label;  // <= 0.5% (of 80 outputs: none)
+
+  // Recorded, not asserted: the default (oneDNN) simulate against ORT.
+  const StepDiff onednn1 =
+      step_diff(graph::simulate(int_model, jobs[0].input, onednn), jobs[0].output, steps);
+  const StepDiff onednn8 =
+      step_diff(graph::simulate(int_model, jobs[1].input, onednn), jobs[1].output, steps);
+  std::cout << "[ort] " << label << " qdq vs simulate(kOneDnn): batch 1 " << str(onednn1)
+            << "; batch 8 " << str(onednn8) << std::endl;
+  RecordProperty("qdq_onednn_batch1", str(onednn1));
+  RecordProperty("qdq_onednn_batch8", str(onednn8));
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, OrtZooTest, ::testing::ValuesIn(test_util::zoo_cases()),

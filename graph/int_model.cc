@@ -11,6 +11,8 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/kernels/conv.h"
+#include "core/kernels/mlas_order_ref.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
@@ -45,31 +47,107 @@ Tensor apply_activation(const Tensor& x, quant::FusedActivation activation) {
   return x;
 }
 
+ops::Conv2dParams conv_params(const IntNode& node) {
+  ops::Conv2dParams params;
+  params.stride = pair_attr(node.attrs, "stride");
+  params.padding = pair_attr(node.attrs, "padding");
+  params.dilation = pair_attr(node.attrs, "dilation");
+  params.groups = node.attrs.get_int("groups");
+  return params;
+}
+
+// conv2d(x, w) + b summed in ONNX Runtime's order (kernels/mlas_order_ref.h), float32 NCHW.
+Tensor conv2d_onnxruntime(const IntNode& node, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const ops::Conv2dParams p = conv_params(node);
+  QAT_CHECK(x.dim() == 4 && x.dtype() == DType::kFloat32,
+            "conv2d: expected a float32 NCHW input, got ", shape_str(x.shape()));
+  kernels::Conv2dShape s{x.size(0),    x.size(1),     x.size(2),     x.size(3),   w.size(0),
+                         w.size(2),    w.size(3),     p.stride[0],   p.stride[1], p.padding[0],
+                         p.padding[1], p.dilation[0], p.dilation[1], p.groups};
+  s.OH = kernels::conv2d_output_size(s.H, s.KH, s.SH, s.PH, s.DH);
+  s.OW = kernels::conv2d_output_size(s.W, s.KW, s.SW, s.PW, s.DW);
+  QAT_CHECK(s.C == w.size(1) * s.G && s.OH > 0 && s.OW > 0, "conv2d: input ", shape_str(x.shape()),
+            " does not fit weight ", shape_str(w.shape()), " with ", s.G, " groups");
+  Tensor y = Tensor::empty({s.N, s.OC, s.OH, s.OW});
+  kernels::conv2d_forward_mlas_order(s, x.data<float>(), w.data<float>(),
+                                     b.defined() ? b.data<float>() : nullptr, y.data<float>());
+  return y;
+}
+
+// ONNX Gemm(x, w, b, transB = 1) summed in ONNX Runtime's order, float32 [N, K] -> [N, M].
+Tensor linear_onnxruntime(const Tensor& x, const Tensor& w, const Tensor& b) {
+  QAT_CHECK(x.dim() == 2 && x.dtype() == DType::kFloat32 && x.size(1) == w.size(1),
+            "linear: expected a float32 [N, ", w.size(1), "] input, got ", shape_str(x.shape()));
+  Tensor y = Tensor::empty({x.size(0), w.size(0)});
+  kernels::gemm_forward_mlas_order(x.size(0), x.size(1), w.size(0), x.data<float>(),
+                                   w.data<float>(), b.defined() ? b.data<float>() : nullptr,
+                                   y.data<float>());
+  return y;
+}
+
 // A conv2d / linear node on its (dequantized) input, TensorRT's way: float32 on the
-// dequantized int8 weight plus the float bias.
-Tensor run_layer(const IntNode& node, const Tensor& x) {
+// dequantized int8 weight plus the float bias, summed as `accumulation` says.
+Tensor run_layer(const IntNode& node, const Tensor& x, Accumulation accumulation) {
   const IntLayer& layer = *node.layer;
+  const bool ort = accumulation == Accumulation::kOnnxRuntime;
   Tensor y;
   if (node.op == "conv2d") {
-    ops::Conv2dParams params;
-    params.stride = pair_attr(node.attrs, "stride");
-    params.padding = pair_attr(node.attrs, "padding");
-    params.dilation = pair_attr(node.attrs, "dilation");
-    params.groups = node.attrs.get_int("groups");
-    y = ops::conv2d(x, layer.dequantized_weight(), layer.bias, params);
+    y = ort ? conv2d_onnxruntime(node, x, layer.dequantized_weight(), layer.bias)
+            : ops::conv2d(x, layer.dequantized_weight(), layer.bias, conv_params(node));
   } else {
-    y = ops::linear(x, layer.dequantized_weight(), layer.bias);
+    y = ort ? linear_onnxruntime(x, layer.dequantized_weight(), layer.bias)
+            : ops::linear(x, layer.dequantized_weight(), layer.bias);
   }
   y = apply_activation(y, layer.activation);
   return layer.output ? quantize_dequantize(y, *layer.output) : y;
 }
 
-Tensors run_tensorrt_node(const IntNode& node, const Tensors& in, const Tensor& input) {
+// The averaging reductions whose float32 order ORT fixes too, for Accumulation::kOnnxRuntime:
+// adaptive_avg_pool2d to 1x1 (GlobalAveragePool) and mean over the trailing axes of an NCHW
+// tensor (ReduceMean over H, W). Undefined for any other node: it runs as run_function().
+Tensor run_reduction_onnxruntime(const IntNode& node, const Tensor& x) {
+  if (x.dim() != 4 || x.dtype() != DType::kFloat32) return Tensor();
+  const int64_t planes = x.size(0) * x.size(1), size = x.size(2) * x.size(3);
+  if (node.op == "adaptive_avg_pool2d" &&
+      pair_attr(node.attrs, "output_size") == std::array<int64_t, 2>{1, 1}) {
+    Tensor y = Tensor::empty({x.size(0), x.size(1), 1, 1});
+    kernels::global_avg_pool_mlas_order(planes, size, x.data<float>(), y.data<float>());
+    return y;
+  }
+  if (node.op == "mean") {
+    std::vector<int64_t> dims = node.attrs.get_ints("dims");
+    for (int64_t& d : dims) d = d < 0 ? d + 4 : d;
+    std::sort(dims.begin(), dims.end());
+    if (dims != std::vector<int64_t>{2, 3}) return Tensor();
+    Tensor y = node.attrs.get_bool("keepdim") ? Tensor::empty({x.size(0), x.size(1), 1, 1})
+                                              : Tensor::empty({x.size(0), x.size(1)});
+    kernels::reduce_mean_rows_ort_order(planes, size, x.data<float>(), y.data<float>());
+    return y;
+  }
+  return Tensor();
+}
+
+Tensors run_tensorrt_node(const IntNode& node, const Tensors& in, const Tensor& input,
+                          const SimulateOptions& options) {
   if (node.op == "input") return {input};
   if (node.op == "output") return {};
   if (node.op == "quantize") return {quantize_dequantize(in.at(0), *node.qparams)};
-  if (node.layer) return {run_layer(node, in.at(0))};
+  if (node.layer) return {run_layer(node, in.at(0), options.accumulation)};
+  if (options.accumulation == Accumulation::kOnnxRuntime && in.size() == 1) {
+    const Tensor y = run_reduction_onnxruntime(node, in[0]);
+    if (y.defined()) return {y};
+  }
   return run_function(node.op, in, node.attrs);
+}
+
+// One step of the tensorrt simulation; an error names the node.
+Tensors run_tensorrt_step(const IntNode& node, const Tensors& in, const Tensor& input,
+                          const SimulateOptions& options) {
+  try {
+    return run_tensorrt_node(node, in, input, options);
+  } catch (const Error& e) {
+    throw Error("simulate: node '" + node.name + "' (" + node.op + "): " + e.what());
+  }
 }
 
 // ----- tnn: int8 blobs and the kernels of tnn_format.md §3.4 -----
@@ -180,29 +258,8 @@ int64_t per_channel_inner(const Tensor& t) { return t.numel() / (t.size(0) * t.s
 // float2int8.
 Tensor requantize_layer_output(const IntNode& node, const Tensor& acc) {
   const IntLayer& layer = *node.layer;
-  const float s_out = scalar_scale(*layer.output);
-  const float* s_acc = layer.accumulator_scale.data<float>();
-  const int32_t* a = acc.data<int32_t>();
-  const int64_t channels = acc.size(1), inner = per_channel_inner(acc);
-  const int8_t relu6_max = float2int8(6.0f / s_out);
-  Tensor q = Tensor::empty(acc.shape(), DType::kInt8);
-  int8_t* out = q.data<int8_t>();
-  for (int64_t i = 0; i < q.numel(); ++i) {
-    const float multiplier = s_acc[(i / inner) % channels] / s_out;
-    const float v = static_cast<float>(a[i]) * multiplier;
-    switch (layer.activation) {
-      case quant::FusedActivation::kNone:
-        out[i] = float2int8(v);
-        break;
-      case quant::FusedActivation::kReLU:
-        out[i] = float2int8(std::max(v, 0.0f));
-        break;
-      case quant::FusedActivation::kReLU6:
-        out[i] = std::max<int8_t>(0, std::min(float2int8(v), relu6_max));
-        break;
-    }
-  }
-  return q;
+  return quant::tnn_requantize(acc, layer.accumulator_scale, scalar_scale(*layer.output),
+                               layer.activation);
 }
 
 // The fused 1x1 conv + add of tnn_format.md §3.5: one rounding of
@@ -441,7 +498,8 @@ Tensor simulate_tnn(const IntModel& model, const Tensor& input, const SimulateOp
   return result;
 }
 
-Tensor simulate_tensorrt(const IntModel& model, const Tensor& input) {
+Tensor simulate_tensorrt(const IntModel& model, const Tensor& input,
+                         const SimulateOptions& options) {
   std::vector<Tensors> values(model.nodes.size());
   Tensor result;
   for (size_t i = 0; i < model.nodes.size(); ++i) {
@@ -449,11 +507,7 @@ Tensor simulate_tensorrt(const IntModel& model, const Tensor& input) {
     Tensors in;
     for (const Value& v : node.inputs) in.push_back(values.at(v.node).at(v.output));
     if (node.op == "output") result = in.at(0);
-    try {
-      values[i] = run_tensorrt_node(node, in, input);
-    } catch (const Error& e) {
-      throw Error("simulate: node '" + node.name + "' (" + node.op + "): " + e.what());
-    }
+    values[i] = run_tensorrt_step(node, in, input, options);
   }
   QAT_CHECK(result.defined(), "simulate: the model has no output node");
   return result;
@@ -512,18 +566,28 @@ std::vector<int> tnn_load_fusions(const IntModel& model) {
   return fused_conv;
 }
 
-int8_t float2int8(float v) {
-  const float rounded = std::trunc(v + (v >= 0.0f ? 0.5f : -0.5f));
-  return static_cast<int8_t>(std::clamp(rounded, -128.0f, 127.0f));
-}
-
 Tensor simulate(const IntModel& model, const Tensor& input, const SimulateOptions& options) {
   QAT_CHECK(model.target == quant::Target::kTensorRT || model.target == quant::Target::kTNN,
             "simulate: target '", quant::target_name(model.target),
             "' is not simulated yet (only 'tensorrt' and 'tnn')");
   NoGradGuard no_grad;
   return model.target == quant::Target::kTNN ? simulate_tnn(model, input, options)
-                                             : simulate_tensorrt(model, input);
+                                             : simulate_tensorrt(model, input, options);
+}
+
+std::vector<Tensor> simulate_tensorrt_node(const IntModel& model, int index,
+                                           const std::vector<Tensor>& inputs, const Tensor& input,
+                                           const SimulateOptions& options) {
+  QAT_CHECK(model.target == quant::Target::kTensorRT,
+            "simulate_tensorrt_node: the model's target is '", quant::target_name(model.target),
+            "', not 'tensorrt'");
+  QAT_CHECK(index >= 0 && index < static_cast<int>(model.nodes.size()),
+            "simulate_tensorrt_node: no node ", index, " in a model of ", model.nodes.size());
+  const IntNode& node = model.nodes[index];
+  QAT_CHECK(inputs.size() == node.inputs.size(), "simulate_tensorrt_node: node '", node.name,
+            "' reads ", node.inputs.size(), " inputs, got ", inputs.size());
+  NoGradGuard no_grad;
+  return run_tensorrt_step(node, inputs, input, options);
 }
 
 std::vector<Tensor> simulate_tnn_node(const IntModel& model, int index,

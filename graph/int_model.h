@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 #include "core/trace_hook.h"
 #include "graph/graph.h"
+#include "quant/int8_arithmetic.h"
 #include "quant/qat_module.h"
 #include "quant/qconfig.h"
 #include "quant/qparams.h"
@@ -82,9 +83,19 @@ struct IntModel {
   const IntNode& node(const std::string& name) const;
 };
 
-// TNN's float2int8 (tnn_format.md §3.4): trunc(v + 0.5) for v >= 0, trunc(v - 0.5) below (round
-// half away from zero), saturated to [-128, 127].
-int8_t float2int8(float v);
+// TNN's float2int8 (quant/int8_arithmetic.h), for the simulator's users.
+using quant::float2int8;
+
+// The float32 summation order of the tensorrt simulate() (conv / linear, averaging reductions).
+enum class Accumulation {
+  // oneDNN / Eigen, as the training forward does: simulate() equals the fake-quant eval forward.
+  kOneDnn,
+  // ONNX Runtime's order (core/kernels/mlas_order_ref.h: its CPU provider, MLAS on x86-64, one
+  // intra-op thread, graph optimizations disabled), for conv / linear and for the averaging
+  // reductions (adaptive_avg_pool2d to 1x1, mean over H and W): simulate() equals the exported
+  // Q/DQ model run in ONNX Runtime bit for bit. Plain loops, slower than kOneDnn.
+  kOnnxRuntime,
+};
 
 struct SimulateOptions {
   // tnn: apply the fusion TNN makes when it loads a model (tnn_format.md §3.5), which changes
@@ -94,13 +105,17 @@ struct SimulateOptions {
   // skipping its own output scale. A relu after the add is unaffected (max(0, q) commutes with
   // the rounding). Off: every layer rounds separately, as the fake-quant graph does.
   bool apply_tnn_load_fusions = true;
+  // tensorrt: the float32 summation order (see Accumulation). Float sums in
+  // another order differ in the last bits, and a value that close to a rounding boundary of the
+  // next quantizer flips one int8 code, which then spreads through the later layers.
+  Accumulation accumulation = Accumulation::kOneDnn;
 };
 
 // Runs `model` on `input` (float32 [N, ...]) as the target's runtime does, without autograd.
 // tensorrt: the ONNX Q/DQ graph as ONNX Runtime computes it with optimizations off -- each
 // quantizer is QuantizeLinear (x / s, half to even, saturated) then DequantizeLinear (q * s),
-// conv / linear run in float32 on dequantized_weight() plus the float bias, the other ops in
-// float32.
+// conv / linear run in float32 on dequantized_weight() plus the float bias (summed as
+// options.accumulation says), the other ops in float32.
 // tnn: the int8 kernels of tnn_format.md §3.4 on int8 blobs (output_scales):
 //   conv / linear   acc = sum x_q * w_q (int32, zero padding) + bias_int32;
 //                   v = acc * (s_acc[c] / s_out) in float32; relu: float2int8(max(v, 0));
@@ -115,6 +130,13 @@ struct SimulateOptions {
 // names the node it happened in.
 Tensor simulate(const IntModel& model, const Tensor& input,
                 const SimulateOptions& options = SimulateOptions());
+
+// One step of the tensorrt simulate(): the outputs of node `index` given its inputs (in the
+// order of nodes[index].inputs; `input` is the model input, read by the "input" node). For
+// checking each node on given inputs, e.g. a runtime's own.
+std::vector<Tensor> simulate_tensorrt_node(const IntModel& model, int index,
+                                           const std::vector<Tensor>& inputs, const Tensor& input,
+                                           const SimulateOptions& options = SimulateOptions());
 
 // One step of the tnn simulate(): the outputs of node `index` from `values`, the outputs of the
 // nodes before it (values[i][k]: int8 codes where nodes[i].output_scales[k] is set, else
