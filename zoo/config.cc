@@ -345,6 +345,21 @@ std::optional<QatConfig> parse_qat_config(const ConfigReader& root, const Json& 
   return c;
 }
 
+// ---- export
+
+std::optional<ExportConfig> parse_export_config(const ConfigReader& root) {
+  const std::optional<ConfigReader> section = root.section("export", {"onnx", "tnn", "float"});
+  if (!section) return std::nullopt;
+  ExportConfig c;
+  for (const auto& [key, path] : {std::pair{"onnx", &c.onnx}, std::pair{"tnn", &c.tnn}}) {
+    const std::optional<std::string> value = section->get_string(key);
+    if (value && value->empty()) section->fail(key, "is empty (leave the key out for no file)");
+    *path = value.value_or("");
+  }
+  c.float_model = section->get_bool("float").value_or(false);
+  return c;
+}
+
 }  // namespace
 
 const char* calibrator_name(CalibratorChoice calibrator) {
@@ -356,11 +371,12 @@ const char* calibrator_name(CalibratorChoice calibrator) {
 }
 
 Config parse_config(const nlohmann::json& json, const std::string& file) {
-  const ConfigReader root(json, file, /*path=*/"", {"model", "data", "qat"});
+  const ConfigReader root(json, file, /*path=*/"", {"model", "data", "qat", "export"});
   Config config;
   config.model = parse_model_config(root);
   config.data = parse_data_config(root, json, file);
   config.qat = parse_qat_config(root, json, file);
+  config.exports = parse_export_config(root);
   return config;
 }
 

@@ -71,12 +71,22 @@ struct QatConfig {
   std::optional<int64_t> freeze_observer_epoch;  // observers stop; the scales stay fixed
 };
 
-// A qat config file (zoo/configs/*.json), one member per top-level section; "train", "export"
-// follow, each parsed by its own function with a ConfigReader.
+// The "export" section: what `qat export` writes (and `qat verify` checks) when no flag says
+// otherwise. Paths are relative to the working directory.
+//   "export": {"onnx": "out/resnet18_qat.onnx", "tnn": "out/resnet18_qat", "float": false}
+struct ExportConfig {
+  std::string onnx;          // the .onnx file; empty: none
+  std::string tnn;           // the TNN prefix (<tnn>.tnnproto, <tnn>.tnnmodel); empty: none
+  bool float_model = false;  // "float": export the float model instead of the int8 one
+};
+
+// A qat config file (zoo/configs/*.json), one member per top-level section; "train" follows,
+// parsed by its own function with a ConfigReader.
 struct Config {
   ModelConfig model;
   std::optional<DataConfig> data;
   std::optional<QatConfig> qat;
+  std::optional<ExportConfig> exports;  // the "export" section
 };
 
 // Parses a config strictly: an unknown section or key, a wrong type or an impossible value is

@@ -219,7 +219,30 @@ TEST(QatConfig, ErrorsNameFileAndPath) {
   expect_error(R"("qat": {"target": "tnn", "calibrator": "max",
       "qconfig": {"activation": {"calibrator": "histogram"}}})",
                "qat.calibrator", "conflicts with qconfig.activation.calibrator");
-  expect_error(R"("qats": {})", "qats", "unknown key (known: model, data, qat)");
+  expect_error(R"("qats": {})", "qats", "unknown key (known: model, data, qat, export)");
+}
+
+TEST(ExportConfig, ParsesEveryKey) {
+  const Config absent = parse(R"("qat": {"target": "tnn"})");
+  EXPECT_FALSE(absent.exports.has_value());
+  const ExportConfig e =
+      *parse(R"("export": {"onnx": "out/m.onnx", "tnn": "out/m", "float": true})").exports;
+  EXPECT_EQ(e.onnx, "out/m.onnx");
+  EXPECT_EQ(e.tnn, "out/m");
+  EXPECT_TRUE(e.float_model);
+  const ExportConfig defaults = *parse(R"("export": {})").exports;
+  EXPECT_EQ(defaults.onnx, "");
+  EXPECT_EQ(defaults.tnn, "");
+  EXPECT_FALSE(defaults.float_model);
+}
+
+TEST(ExportConfig, ErrorsNameFileAndPath) {
+  expect_error(R"("export": {"onxx": "m.onnx"})", "export.onxx",
+               "unknown key (known: onnx, tnn, float)");
+  expect_error(R"("export": {"float": "yes"})", "export.float",
+               "expected true or false, got string \"yes\"");
+  expect_error(R"("export": {"onnx": 1})", "export.onnx", "expected a string, got number 1");
+  expect_error(R"("export": {"tnn": ""})", "export.tnn", "is empty");
 }
 
 TEST(Configs, EveryExampleConfigHasDataAndQat) {

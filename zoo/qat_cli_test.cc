@@ -1,5 +1,6 @@
 // Runs the `qat` binary (a data dependency) as a user would: files in, files and text out,
-// exit codes. Configs come from zoo/configs; checkpoints and inputs are written here.
+// exit codes. Configs come from zoo/configs; checkpoints and inputs are written here. `qat export`
+// and `qat verify` are in qat_export_test.cc.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -21,64 +22,23 @@
 #include "quant/qat_module.h"
 #include "tests/testing/compare.h"
 #include "zoo/config.h"
+#include "zoo/qat_cli_test_util.h"
 #include "zoo/qat_pipeline.h"
 #include "zoo/registry.h"
 
 namespace qat::zoo {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-std::string write_file(const std::string& name, const std::string& text) {
-  const std::string path = temp_path(name);
-  std::ofstream(path) << text;
-  return path;
-}
-
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-// Runs `qat <args>` (from the test's working directory, the workspace root of the runfiles).
-Result qat(const std::string& args) {
-  const std::string binary =
-      std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/zoo/qat";
-  const std::string out = temp_path("stdout.txt"), err = temp_path("stderr.txt");
-  const int status = std::system((binary + " " + args + " >" + out + " 2>" + err).c_str());
-  EXPECT_TRUE(WIFEXITED(status)) << args;
-  return {WEXITSTATUS(status), read_file(out), read_file(err)};
-}
-
-// The failure contract: exit code `code` and exactly one line "qat: error: ..." on stderr.
-void expect_error(const Result& result, int code, const std::string& part) {
-  EXPECT_EQ(result.exit_code, code) << result.err;
-  EXPECT_EQ(result.err.rfind("qat: error: ", 0), 0u) << result.err;
-  EXPECT_EQ(result.err.find('\n'), result.err.size() - 1) << result.err;
-  EXPECT_NE(result.err.find(part), std::string::npos) << result.err;
-}
-
-// A model with random weights and BN statistics, so eval mode has something to get wrong.
-std::shared_ptr<nn::Module> random_model(const ModelConfig& config) {
-  std::shared_ptr<nn::Module> model = create_model(config);
-  for (auto& [name, tensor] : model->state_dict()) {
-    if (name.find("running_var") != std::string::npos) {
-      uniform_(tensor, 0.5, 2.0);
-    } else if (is_floating(tensor.dtype())) {
-      normal_(tensor, 0.0, 0.1);
-    }
-  }
-  return model;
-}
+using cli_test::expect_error;
+using cli_test::float_checkpoint;
+using cli_test::kResNet18;
+using cli_test::kSmallCnn;
+using cli_test::qat;
+using cli_test::qat_config;
+using cli_test::random_model;
+using cli_test::Result;
+using cli_test::temp_path;
+using cli_test::write_file;
 
 void expect_run_matches_in_process_forward(const std::string& config_file) {
   manual_seed(1);
@@ -172,6 +132,8 @@ TEST(QatHelp, TopLevelAndCommandHelp) {
   EXPECT_NE(top.out.find("\n  summary "), std::string::npos) << top.out;
   EXPECT_NE(top.out.find("\n  inspect "), std::string::npos) << top.out;
   EXPECT_NE(top.out.find("\n  calibrate "), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("\n  export "), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("\n  verify "), std::string::npos) << top.out;
 
   const Result run = qat("run --help");
   EXPECT_EQ(run.exit_code, 0);
@@ -241,10 +203,11 @@ TEST(QatErrors, FailuresAreOneLineWithExitCode1) {
 }
 
 TEST(QatErrors, UsageErrorsExitWith2) {
-  expect_error(qat(""), 2, "no command given (commands: calibrate, inspect, run, summary)");
+  expect_error(qat(""), 2,
+               "no command given (commands: calibrate, export, inspect, run, summary, verify)");
   expect_error(qat("train"), 2,
-               "unknown command 'train' (commands: calibrate, inspect, run, summary; see 'qat "
-               "--help')");
+               "unknown command 'train' (commands: calibrate, export, inspect, run, summary, "
+               "verify; see 'qat --help')");
   expect_error(qat("run --config c.json"), 2, "missing --checkpoint (see 'qat run --help')");
   expect_error(qat("run --bogus 1"), 2, "unknown flag --bogus");
   expect_error(qat("summary --config"), 2, "flag --config needs a value");
@@ -255,27 +218,6 @@ TEST(QatErrors, UsageErrorsExitWith2) {
 }
 
 // ---- QAT subcommands: inspect, calibrate, run --mode fakequant|int8
-
-// A config for `model_json` with synthetic 28x28 data and a "qat" section for `target`.
-std::string qat_config(const std::string& name, const std::string& model_json,
-                       const std::string& target, const std::string& qat_extra = "") {
-  return write_file(name, R"({"model": )" + model_json +
-                              R"(, "data": {"dataset": "synthetic", "num_samples": 12,
-      "batch_size": 4, "seed": 5}, "qat": {"target": ")" +
-                              target + "\"" + qat_extra + "}}");
-}
-
-const char* const kSmallCnn = R"({"name": "small_cnn", "input_shape": [1, 1, 28, 28]})";
-const char* const kResNet18 = R"({"name": "resnet18", "num_classes": 10, "in_channels": 1,
-    "small_input": true, "input_shape": [1, 1, 28, 28]})";
-
-// Writes a random float checkpoint for the config's model; returns its path.
-std::string float_checkpoint(const std::string& config_path, const std::string& name) {
-  manual_seed(3);
-  const std::string path = temp_path(name);
-  save_safetensors(path, random_model(load_config(config_path).model)->state_dict());
-  return path;
-}
 
 std::string input_file(const std::string& name, int64_t batch) {
   Tensor input = Tensor::empty({batch, 1, 28, 28});

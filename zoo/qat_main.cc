@@ -22,14 +22,18 @@ struct Command {
   int (*main)(int argc, const char* const* argv);
 };
 
-// New subcommands (train, eval, export, verify, sensitivity) go here.
+// New subcommands (train, eval, sensitivity) go here.
 constexpr Command kCommands[] = {
     {"calibrate", "calibrate a float checkpoint for QAT and write the QAT checkpoint",
      calibrate_main},
+    {"export", "write the int8 model of a QAT checkpoint (ONNX Q/DQ or TNN), or the float model",
+     export_main},
     {"inspect", "print the prepared QAT graph, and the quantizers of a QAT checkpoint",
      inspect_main},
     {"run", "run a model (float, fake-quant or int8) on the tensor \"input\" of a file", run_main},
     {"summary", "print the module tree with parameter counts and output shapes", summary_main},
+    {"verify", "run exported ONNX (in ONNX Runtime) / TNN files against the in-process model",
+     verify_main},
 };
 
 std::string command_names() {

@@ -14,6 +14,7 @@
 #include "quant/calibrator.h"
 #include "quant/qat_module.h"
 #include "quant/qparams.h"
+#include "zoo/registry.h"
 
 namespace qat::zoo {
 namespace {
@@ -254,6 +255,28 @@ void load_qat_checkpoint(graph::QuantizableModel& model, const std::string& path
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
+}
+
+std::shared_ptr<nn::Module> load_float_model(const ModelConfig& config, const std::string& path,
+                                             std::vector<std::string>* skipped) {
+  if (const std::optional<std::string> target = qat_checkpoint_target(path))
+    throw Error(path + ": a QAT checkpoint (target " + *target + "), not a float checkpoint");
+  std::shared_ptr<nn::Module> model = create_model(config);
+  const std::vector<std::string> skipped_keys = load_checkpoint(*model, path);
+  if (skipped != nullptr) *skipped = skipped_keys;
+  model->eval();
+  return model;
+}
+
+std::shared_ptr<graph::QuantizableModel> load_qat_model(const Config& config,
+                                                        const std::string& config_path,
+                                                        const std::string& path) {
+  std::shared_ptr<graph::QuantizableModel> qm =
+      prepare_model(create_model(config.model), config, config_path);
+  load_qat_checkpoint(*qm, path);
+  quant::disable_observer(*qm);
+  qm->eval();
+  return qm;
 }
 
 }  // namespace qat::zoo

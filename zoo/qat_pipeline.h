@@ -91,4 +91,18 @@ std::optional<std::string> qat_checkpoint_target(const std::string& path);
 // checkpoint (no quant state), is an error naming the file.
 void load_qat_checkpoint(graph::QuantizableModel& model, const std::string& path);
 
+// ---- deployment (qat export, qat verify)
+
+// The config's model with the float checkpoint `path` (load_checkpoint), in eval mode. A QAT
+// checkpoint is an error naming the file; GoogLeNet aux-head keys that were skipped go to
+// `skipped`.
+std::shared_ptr<nn::Module> load_float_model(const ModelConfig& model, const std::string& path,
+                                             std::vector<std::string>* skipped = nullptr);
+
+// prepare_model() with the QAT checkpoint `path` (load_qat_checkpoint), observers off, eval:
+// the model graph::convert() turns into the deployed integer model.
+std::shared_ptr<graph::QuantizableModel> load_qat_model(const Config& config,
+                                                        const std::string& config_path,
+                                                        const std::string& path);
+
 }  // namespace qat::zoo

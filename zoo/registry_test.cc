@@ -73,7 +73,7 @@ TEST(ModelConfig, UnknownKeysNameTheFileThePathAndTheKnownKeys) {
             "cfg.json: model.num_clases: unknown key (known: name, num_classes, in_channels, "
             "input_shape, small_input, width_mult, aux_logits, transform_input, dropout)");
   EXPECT_EQ(parse_error(R"({"model": {"name": "resnet18"}, "trian": {}})"),
-            "cfg.json: trian: unknown key (known: model, data, qat)");
+            "cfg.json: trian: unknown key (known: model, data, qat, export)");
 }
 
 TEST(ModelConfig, WrongTypesNameThePath) {
