@@ -8,6 +8,7 @@
 #include "core/autograd.h"
 #include "core/ops/loss.h"
 #include "core/random.h"
+#include "core/serialize.h"
 #include "core/threads.h"
 #include "nn/data/data_loader.h"
 #include "nn/data/mnist.h"
@@ -71,7 +72,8 @@ int run(int argc, char** argv) {
                {"weight-decay", {"5e-4", "SGD weight decay"}},
                {"threads", {"0", "threads (0 = all cores)"}},
                {"seed", {"0", "seed for initialization and shuffling"}},
-               {"log-every", {"100", "steps between progress lines"}}},
+               {"log-every", {"100", "steps between progress lines"}},
+               {"save", {"", "write the trained state_dict (safetensors) here; empty: don't"}}},
               argc, argv);
   if (flags.help_requested()) {
     std::printf("%s", flags.usage("train_small_cnn").c_str());
@@ -157,6 +159,10 @@ int run(int argc, char** argv) {
                 100.0 * static_cast<double>(correct) / static_cast<double>(seen),
                 evaluate(*model, test_loader), format_duration(seconds_since(run_start)).c_str());
     std::fflush(stdout);
+  }
+  if (const std::string path = flags.get_string("save"); !path.empty()) {
+    save_safetensors(path, model->state_dict());
+    std::printf("saved %s\n", path.c_str());
   }
   return 0;
 }
