@@ -373,18 +373,6 @@ class File {
   int fd_;
 };
 
-void write_file(const std::string& tmp_path, const std::string& header,
-                const NamedTensors& tensors) {
-  File file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  QAT_CHECK(file.is_open(), "cannot create '", tmp_path, "': ", errno_text());
-  uint8_t prefix[8];
-  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i));
-  file.write_all(prefix, sizeof(prefix));
-  file.write_all(header.data(), header.size());
-  for (const auto& named : tensors) file.write_all(named.second.raw_data(), named.second.nbytes());
-  file.sync_and_close();
-}
-
 // Makes the rename itself durable: it lives in the directory, not in the file.
 void sync_parent_directory(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -394,21 +382,43 @@ void sync_parent_directory(const std::string& path) {
   directory.sync_and_close();
 }
 
+// Creates `<path>.tmp.<pid>`, lets `write` fill it, fsyncs it and renames it over `path`. On an
+// error the temporary file is removed and the error, prefixed by `what`, is rethrown.
+template <class WriteFn>
+void write_atomically(const std::string& path, const std::string& what, WriteFn&& write) {
+  const std::string tmp_path = path + ".tmp." + std::to_string(::getpid());
+  try {
+    File file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    QAT_CHECK(file.is_open(), "cannot create '", tmp_path, "': ", errno_text());
+    write(file);
+    file.sync_and_close();
+    QAT_CHECK(::rename(tmp_path.c_str(), path.c_str()) == 0, "cannot rename '", tmp_path, "' to '",
+              path, "': ", errno_text());
+  } catch (const Error& e) {
+    ::unlink(tmp_path.c_str());
+    throw Error(what + e.what());
+  }
+  sync_parent_directory(path);
+}
+
 }  // namespace
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const SafetensorsMetadata& metadata) {
   const std::string header = make_header(tensors, metadata, path);
-  const std::string tmp_path = path + ".tmp." + std::to_string(::getpid());
-  try {
-    write_file(tmp_path, header, tensors);
-    QAT_CHECK(::rename(tmp_path.c_str(), path.c_str()) == 0, "cannot rename '", tmp_path, "' to '",
-              path, "': ", errno_text());
-  } catch (const Error& e) {
-    ::unlink(tmp_path.c_str());
-    throw Error("save_safetensors '" + path + "': " + e.what());
-  }
-  sync_parent_directory(path);
+  write_atomically(path, "save_safetensors '" + path + "': ", [&](File& file) {
+    uint8_t prefix[8];
+    for (int i = 0; i < 8; ++i)
+      prefix[i] = static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i));
+    file.write_all(prefix, sizeof(prefix));
+    file.write_all(header.data(), header.size());
+    for (const auto& named : tensors)
+      file.write_all(named.second.raw_data(), named.second.nbytes());
+  });
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  write_atomically(path, "", [&](File& file) { file.write_all(bytes.data(), bytes.size()); });
 }
 
 NamedTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& what,

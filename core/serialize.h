@@ -25,6 +25,11 @@ using SafetensorsMetadata = std::map<std::string, std::string>;
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const SafetensorsMetadata& metadata = {});
 
+// Writes `bytes` to `path` atomically, as save_safetensors writes its file: `<path>.tmp.<pid>`,
+// fsync, rename over `path`, fsync of the directory. A failure throws qat::Error naming the file
+// ("cannot create '<path>.tmp.<pid>': ...") and leaves any previous file at `path` untouched.
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
 // Reads a safetensors file. Besides the written dtypes it reads F16 and BF16 (converted to
 // float32). Tensors come back in the order of their data offsets (empty tensors sharing an
 // offset in header order), which for files written by save_safetensors is the order they were

@@ -1,16 +1,11 @@
 #include "exporters/onnx.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <exception>
 #include <map>
+#include <optional>
 #include <string>
 #include <typeinfo>
 #include <utility>
@@ -21,20 +16,21 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include "core/check.h"
+#include "core/serialize.h"
+#include "graph/executor.h"
 #include "graph/fused_modules.h"
 #include "graph/trace.h"
-#include "nn/activation.h"
 #include "nn/batch_norm.h"
 #include "nn/conv2d.h"
 #include "nn/layers.h"
 #include "nn/linear.h"
-#include "nn/pooling.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
 
 namespace qat::exporters {
 namespace {
 
+using graph::pair_attr;
 using graph::Value;
 
 constexpr int64_t kOpset = 13;
@@ -49,12 +45,6 @@ std::string doc_of(const std::string& name, const std::string& op) {
 }
 
 int64_t wrap(int64_t dim, size_t rank) { return dim < 0 ? dim + static_cast<int64_t>(rank) : dim; }
-
-std::array<int64_t, 2> pair_attr(const OpAttrs& attrs, const std::string& name) {
-  const std::vector<int64_t>& v = attrs.get_ints(name);
-  QAT_CHECK(v.size() == 2, "attribute '", name, "' must have 2 values, got ", shape_str(v));
-  return {v[0], v[1]};
-}
 
 void attr_int(onnx::NodeProto& node, const std::string& name, int64_t value) {
   onnx::AttributeProto* a = node.add_attribute();
@@ -680,33 +670,13 @@ const T* exactly(const nn::Module& module) {
 }
 
 // The functional op of a parameter-free float module call (convert.cc's forms), or "".
+// Matches exact classes only, as exactly<> does.
 std::string module_function(const nn::Module& module, OpAttrs& attrs) {
-  if (exactly<nn::ReLU>(module)) return "relu";
-  if (exactly<nn::ReLU6>(module)) return "relu6";
   if (exactly<nn::Identity>(module)) return "identity";
-  if (exactly<nn::Dropout>(module)) return "dropout";
-  if (const auto* pool = exactly<nn::MaxPool2d>(module)) {
-    attrs = {{"kernel", pool->kernel_size.array()},
-             {"stride", pool->stride.array()},
-             {"padding", pool->options.padding().array()},
-             {"dilation", pool->options.dilation().array()},
-             {"ceil_mode", pool->options.ceil_mode()}};
-    return "max_pool2d";
-  }
-  if (const auto* avg = exactly<nn::AvgPool2d>(module)) {
-    attrs = {{"kernel", avg->kernel_size.array()},
-             {"stride", avg->stride.array()},
-             {"padding", avg->options.padding().array()},
-             {"ceil_mode", avg->options.ceil_mode()},
-             {"count_include_pad", avg->options.count_include_pad()}};
-    return "avg_pool2d";
-  }
-  if (exactly<nn::AdaptiveAvgPool2d>(module)) return "adaptive_avg_pool2d";
-  if (const auto* flatten = exactly<nn::Flatten>(module)) {
-    attrs = {{"start_dim", flatten->start_dim}, {"end_dim", flatten->end_dim}};
-    return "flatten";
-  }
-  return "";
+  std::optional<graph::FunctionalForm> form = graph::functional_form(module, /*exact_type=*/true);
+  if (!form) return "";
+  attrs = std::move(form->attrs);
+  return form->op;
 }
 
 void emit_float_module(Exporter& e, int i, const graph::GraphNode& node) {
@@ -732,33 +702,6 @@ void emit_float_module(Exporter& e, int i, const graph::GraphNode& node) {
     const std::string op = module_function(module, attrs);
     QAT_CHECK(!op.empty(), "no ONNX export for module ", module.type_name());
     emit_function(b, e.call(i, node.op, op, attrs));
-  }
-}
-
-// ----- writing -----
-
-void write_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  QAT_CHECK(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      std::remove(tmp.c_str());
-      QAT_CHECK(false, "cannot write '", tmp, "': ", why);
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const bool closed = ::close(fd) == 0;
-  if (!synced || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    QAT_CHECK(false, "cannot write '", path, "': ", why);
   }
 }
 
@@ -825,12 +768,12 @@ std::string to_onnx(const graph::IntModel& model, const OnnxExportOptions& optio
 
 void export_onnx(const graph::Graph& graph, const std::string& path,
                  const OnnxExportOptions& options) {
-  write_atomically(path, to_onnx(graph, options));
+  write_file_atomically(path, to_onnx(graph, options));
 }
 
 void export_onnx(const graph::IntModel& model, const std::string& path,
                  const OnnxExportOptions& options) {
-  write_atomically(path, to_onnx(model, options));
+  write_file_atomically(path, to_onnx(model, options));
 }
 
 void export_onnx(nn::Module& model, const Shape& input_shape, const std::string& path,

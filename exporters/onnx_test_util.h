@@ -24,6 +24,7 @@
 #include "quant/conv_bn_relu.h"
 #include "quant/qat_module.h"
 #include "quant/qconfig.h"
+#include "tests/testing/calibration.h"
 #include "tests/testing/deterministic_weights.h"
 #include "zoo/registry.h"
 
@@ -61,12 +62,7 @@ inline std::shared_ptr<nn::Module> zoo_model(const ZooCase& c) {
   return model;
 }
 
-inline Tensor random_input(const Shape& shape, uint64_t seed) {
-  Tensor x = Tensor::empty(shape);
-  Generator gen(seed);
-  normal_(x, 0.0, 1.0, gen);
-  return x;
-}
+using testing::random_input;
 
 // The QAT life cycle up to deployment for target tensorrt: prepare, a few calibration forwards
 // in train mode (observers on, BN on batch statistics), then observers and BN frozen, eval.

@@ -14,20 +14,21 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/serialize.h"
+#include "graph/executor.h"
 #include "graph/fuse.h"
 #include "graph/fused_modules.h"
-#include "nn/activation.h"
 #include "nn/batch_norm.h"
 #include "nn/conv2d.h"
 #include "nn/layers.h"
 #include "nn/linear.h"
-#include "nn/pooling.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
 
 namespace qat::exporters {
 namespace {
 
+using graph::pair_attr;
 using graph::Value;
 
 // TNN's ActivationType (layer_param.h) in a Convolution's last parameter.
@@ -72,12 +73,6 @@ bool dissolved(const std::string& op) {
 
 std::string node_error(const ExportNode& n, const std::string& what) {
   return "tnn export: node '" + n.name + "' (" + n.op + "): " + what;
-}
-
-std::array<int64_t, 2> pair_attr(const OpAttrs& attrs, const std::string& name) {
-  const std::vector<int64_t>& v = attrs.get_ints(name);
-  QAT_CHECK(v.size() == 2, "attribute '", name, "' must have 2 values, got ", shape_str(v));
-  return {v[0], v[1]};
 }
 
 std::string fmt_double(double v) {
@@ -246,34 +241,13 @@ bool set_float_module(ExportNode& e, const nn::Module& module) {
     e.op = "batch_norm";
     e.weight = Tensor::from_vector(std::vector<float>(k.begin(), k.end()), {bn->num_features});
     e.bias = Tensor::from_vector(std::vector<float>(b.begin(), b.end()), {bn->num_features});
-  } else if (dynamic_cast<const nn::ReLU*>(&module)) {
-    e.op = "relu";
-  } else if (dynamic_cast<const nn::ReLU6*>(&module)) {
-    e.op = "relu6";
-  } else if (const auto* pool = dynamic_cast<const nn::MaxPool2d*>(&module)) {
-    e.op = "max_pool2d";
-    e.attrs = {{"kernel", pool->kernel_size.array()},
-               {"stride", pool->stride.array()},
-               {"padding", pool->options.padding().array()},
-               {"dilation", pool->options.dilation().array()},
-               {"ceil_mode", pool->options.ceil_mode()}};
-  } else if (const auto* avg = dynamic_cast<const nn::AvgPool2d*>(&module)) {
-    e.op = "avg_pool2d";
-    e.attrs = {{"kernel", avg->kernel_size.array()},
-               {"stride", avg->stride.array()},
-               {"padding", avg->options.padding().array()},
-               {"ceil_mode", avg->options.ceil_mode()},
-               {"count_include_pad", avg->options.count_include_pad()}};
-  } else if (const auto* adaptive = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&module)) {
-    e.op = "adaptive_avg_pool2d";
-    e.attrs = {{"output_size", adaptive->output_size.array()}};
-  } else if (const auto* flatten = dynamic_cast<const nn::Flatten*>(&module)) {
-    e.op = "flatten";
-    e.attrs = {{"start_dim", flatten->start_dim}, {"end_dim", flatten->end_dim}};
-  } else if (dynamic_cast<const nn::Dropout*>(&module)) {
-    e.op = "dropout";
   } else if (dynamic_cast<const nn::Identity*>(&module)) {
     e.op = "identity";
+  } else if (std::optional<graph::FunctionalForm> form = graph::functional_form(module)) {
+    // ReLU, ReLU6, the pools, Flatten, Dropout. Its eval dropout (training=false) is what TNN
+    // runs: the exporter dissolves a dropout node into its input.
+    e.op = std::move(form->op);
+    e.attrs = std::move(form->attrs);
   } else {
     return false;
   }

@@ -19,7 +19,6 @@
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/shape_ops.h"
-#include "core/random.h"
 #include "exporters/tnn_net.h"
 #include "exporters/tnn_reader.h"
 #include "graph/convert.h"
@@ -35,6 +34,7 @@
 #include "quant/conv_bn_relu.h"
 #include "quant/qat_module.h"
 #include "quant/qconfig.h"
+#include "tests/testing/calibration.h"
 #include "tests/testing/deterministic_weights.h"
 #include "tests/testing/golden_text.h"
 #include "zoo/registry.h"
@@ -48,12 +48,7 @@ using graph::Value;
 
 const Shape kInputShape = {2, 3, 32, 32};
 
-Tensor random_input(const Shape& shape, uint64_t seed) {
-  Tensor x = Tensor::empty(shape);
-  Generator gen(seed);
-  normal_(x, 0.0, 1.0, gen);
-  return x;
-}
+using testing::random_input;
 
 std::shared_ptr<nn::Module> zoo_model(const std::string& name) {
   zoo::ModelConfig config;
@@ -69,20 +64,10 @@ std::shared_ptr<nn::Module> zoo_model(const std::string& name) {
   return model;
 }
 
-// Prepared for tnn, a few calibration forwards in train mode (observers on), then observers and
-// BN frozen and eval mode, converted.
+// Prepared for tnn, two calibration forwards, converted.
 IntModel calibrated_int_model(std::shared_ptr<nn::Module> model, const Shape& shape) {
-  auto qm = std::make_shared<graph::QuantizableModel>(std::move(model), shape,
-                                                      quant::QConfig::preset("tnn"));
-  qm->train();
-  {
-    NoGradGuard no_grad;
-    for (uint64_t seed = 1; seed <= 2; ++seed) qm->forward(random_input(shape, seed));
-  }
-  quant::disable_observer(*qm);
-  quant::freeze_bn_stats(*qm);
-  qm->eval();
-  return graph::convert(*qm);
+  return graph::convert(
+      *testing::calibrated(std::move(model), shape, quant::QConfig::preset("tnn"), /*batches=*/2));
 }
 
 // One conversion per zoo model, shared by the tests.
@@ -532,14 +517,6 @@ TEST(TnnExportTest, FloatLayersOutsideTheZooRunLikeTheModel) {
 
 // ----- TNN's load-time conv + add fusion (tnn_format.md §3.5) -----
 
-quant::QParams per_tensor(float scale) {
-  quant::QParams q;
-  q.scale = Tensor::from_vector<float>({scale}, {1});
-  q.zero_point = Tensor::from_vector<int32_t>({0}, {1});
-  q.rounding = RoundingMode::kHalfAway;
-  return q;
-}
-
 IntNode int_node(const std::string& name, const std::string& op, std::vector<Value> inputs,
                  std::optional<float> scale) {
   IntNode n;
@@ -548,7 +525,7 @@ IntNode int_node(const std::string& name, const std::string& op, std::vector<Val
   n.inputs = std::move(inputs);
   n.output_shapes = {{1, 2, 2, 2}};
   n.output_scales = {scale};
-  if (op == "quantize") n.qparams = per_tensor(*scale);
+  if (op == "quantize") n.qparams = testing::tnn_per_tensor(*scale);
   return n;
 }
 
@@ -577,7 +554,7 @@ IntModel conv_add_model(bool quantizer_between) {
   layer.bias = Tensor::from_vector<float>({0.1f, -0.2f}, {2});
   layer.bias_int32 = Tensor::from_vector<int32_t>({200, -200}, {2});
   layer.accumulator_scale = Tensor::from_vector<float>({0.05f * 0.01f, 0.05f * 0.02f}, {2});
-  layer.output = per_tensor(0.1f);
+  layer.output = testing::tnn_per_tensor(0.1f);
   conv.layer = layer;
   if (quantizer_between) {
     m.nodes.push_back(conv);     // 3

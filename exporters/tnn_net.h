@@ -76,8 +76,6 @@ std::vector<std::string> tnn_proto_tokens(const std::string& proto_text);
 
 // Reads a whole file into a string (binary); a missing file throws qat::Error.
 std::string read_file_bytes(const std::string& path);
-// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename. An I/O
-// failure throws qat::Error and leaves `path` as it was.
-void write_file_atomically(const std::string& path, const std::string& bytes);
+// Writing: qat::write_file_atomically (core/serialize.h).
 
 }  // namespace qat::exporters

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "core/autograd.h"
-#include "core/random.h"
 #include "graph/convert.h"
 #include "graph/executor.h"
 #include "graph/int_model.h"
@@ -19,6 +18,7 @@
 #include "quant/conv_bn_relu.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
+#include "tests/testing/calibration.h"
 #include "zoo/registry.h"
 
 // convert + simulate for the tnn target: the int8 kernels of tnn_format.md §3.4 on hand-built
@@ -27,14 +27,6 @@ namespace qat::graph {
 namespace {
 
 // ----- The kernels on hand-built integer models -----
-
-quant::QParams per_tensor(float scale) {
-  quant::QParams q;
-  q.scale = Tensor::from_vector<float>({scale}, {1});
-  q.zero_point = Tensor::from_vector<int32_t>({0}, {1});
-  q.rounding = RoundingMode::kHalfAway;
-  return q;
-}
 
 IntNode make_node(const std::string& name, const std::string& op, std::vector<Value> inputs,
                   const Shape& shape, std::optional<float> scale) {
@@ -49,7 +41,7 @@ IntNode make_node(const std::string& name, const std::string& op, std::vector<Va
 
 IntNode quantize_node(const std::string& name, Value input, const Shape& shape, float scale) {
   IntNode node = make_node(name, "quantize", {input}, shape, scale);
-  node.qparams = per_tensor(scale);
+  node.qparams = testing::tnn_per_tensor(scale);
   return node;
 }
 
@@ -108,11 +100,11 @@ IntNode unit_linear(quant::FusedActivation activation, float s_out) {
   IntNode fc = make_node("fc", "linear", {}, {3, 1}, s_out);
   IntLayer layer;
   layer.weight = Tensor::from_vector<int8_t>({1}, {1, 1});
-  layer.weight_qparams = per_tensor(1.0f);
+  layer.weight_qparams = testing::tnn_per_tensor(1.0f);
   layer.weight_qparams.axis = 0;
   layer.accumulator_scale = Tensor::from_vector<float>({1.0f}, {1});
   layer.activation = activation;
-  layer.output = per_tensor(s_out);
+  layer.output = testing::tnn_per_tensor(s_out);
   fc.layer = std::move(layer);
   return fc;
 }
@@ -154,28 +146,13 @@ TEST(TnnSimulateTest, AddRequantizesBothInputs) {
 
 // ----- Fake-quant eval against the integer simulation -----
 
-Tensor random_input(const Shape& shape, uint64_t seed) {
-  Tensor x = Tensor::empty(shape);
-  Generator gen(seed);
-  normal_(x, 0.0, 1.0, gen);
-  return x;
-}
+using testing::random_input;
 
-// A tnn QuantizableModel of `model` calibrated with a few train-mode forwards (observers on,
-// BN on batch statistics), then observers and BN frozen and eval mode.
+// A tnn QuantizableModel of `model` calibrated with three train-mode forwards.
 std::shared_ptr<QuantizableModel> calibrated(std::shared_ptr<nn::Module> model,
                                              const Shape& shape) {
-  auto qm =
-      std::make_shared<QuantizableModel>(std::move(model), shape, quant::QConfig::preset("tnn"));
-  qm->train();
-  {
-    NoGradGuard no_grad;
-    for (uint64_t seed = 1; seed <= 3; ++seed) qm->forward(random_input(shape, seed));
-  }
-  quant::disable_observer(*qm);
-  quant::freeze_bn_stats(*qm);
-  qm->eval();
-  return qm;
+  return testing::calibrated(std::move(model), shape, quant::QConfig::preset("tnn"),
+                             /*batches=*/3);
 }
 
 // Differences between reference values (the fake-quant forward) and simulated ones, in LSBs

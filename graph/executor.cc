@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <typeinfo>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -30,12 +31,6 @@ struct Function {
 };
 
 constexpr size_t kAny = SIZE_MAX;  // no upper bound (cat)
-
-std::array<int64_t, 2> pair_attr(const OpAttrs& a, const std::string& name) {
-  const std::vector<int64_t>& v = a.get_ints(name);
-  QAT_CHECK(v.size() == 2, "attribute '", name, "' must have 2 values, got ", shape_str(v));
-  return {v[0], v[1]};
-}
 
 Tensor optional_input(const Tensors& in, size_t k) { return k < in.size() ? in[k] : Tensor(); }
 
@@ -186,7 +181,20 @@ std::vector<size_t> last_uses(const Graph& graph) {
   return last_use;
 }
 
+// `module` as a T: any subclass of T, or with `exact_type` only T itself.
+template <class T>
+const T* as(const nn::Module& module, bool exact_type) {
+  if (exact_type) return typeid(module) == typeid(T) ? static_cast<const T*>(&module) : nullptr;
+  return dynamic_cast<const T*>(&module);
+}
+
 }  // namespace
+
+std::array<int64_t, 2> pair_attr(const OpAttrs& attrs, const std::string& name) {
+  const std::vector<int64_t>& v = attrs.get_ints(name);
+  QAT_CHECK(v.size() == 2, "attribute '", name, "' must have 2 values, got ", shape_str(v));
+  return {v[0], v[1]};
+}
 
 bool has_function(const std::string& op) { return functions().count(op) > 0; }
 
@@ -203,10 +211,10 @@ std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor
   return fn.call(inputs, attrs);
 }
 
-std::optional<FunctionalForm> functional_form(const nn::Module& module) {
-  if (dynamic_cast<const nn::ReLU*>(&module)) return FunctionalForm{"relu", {}};
-  if (dynamic_cast<const nn::ReLU6*>(&module)) return FunctionalForm{"relu6", {}};
-  if (const auto* pool = dynamic_cast<const nn::MaxPool2d*>(&module)) {
+std::optional<FunctionalForm> functional_form(const nn::Module& module, bool exact_type) {
+  if (as<nn::ReLU>(module, exact_type)) return FunctionalForm{"relu", {}};
+  if (as<nn::ReLU6>(module, exact_type)) return FunctionalForm{"relu6", {}};
+  if (const auto* pool = as<nn::MaxPool2d>(module, exact_type)) {
     return FunctionalForm{"max_pool2d",
                           {{"kernel", pool->kernel_size.array()},
                            {"stride", pool->stride.array()},
@@ -214,7 +222,7 @@ std::optional<FunctionalForm> functional_form(const nn::Module& module) {
                            {"dilation", pool->options.dilation().array()},
                            {"ceil_mode", pool->options.ceil_mode()}}};
   }
-  if (const auto* avg = dynamic_cast<const nn::AvgPool2d*>(&module)) {
+  if (const auto* avg = as<nn::AvgPool2d>(module, exact_type)) {
     return FunctionalForm{"avg_pool2d",
                           {{"kernel", avg->kernel_size.array()},
                            {"stride", avg->stride.array()},
@@ -222,14 +230,14 @@ std::optional<FunctionalForm> functional_form(const nn::Module& module) {
                            {"ceil_mode", avg->options.ceil_mode()},
                            {"count_include_pad", avg->options.count_include_pad()}}};
   }
-  if (const auto* adaptive = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&module)) {
+  if (const auto* adaptive = as<nn::AdaptiveAvgPool2d>(module, exact_type)) {
     return FunctionalForm{"adaptive_avg_pool2d", {{"output_size", adaptive->output_size.array()}}};
   }
-  if (const auto* flatten = dynamic_cast<const nn::Flatten*>(&module)) {
+  if (const auto* flatten = as<nn::Flatten>(module, exact_type)) {
     return FunctionalForm{"flatten",
                           {{"start_dim", flatten->start_dim}, {"end_dim", flatten->end_dim}}};
   }
-  if (const auto* dropout = dynamic_cast<const nn::Dropout*>(&module)) {
+  if (const auto* dropout = as<nn::Dropout>(module, exact_type)) {
     return FunctionalForm{"dropout", {{"p", dropout->p}, {"training", false}}};
   }
   return std::nullopt;

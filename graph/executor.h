@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +13,11 @@
 
 namespace qat::graph {
 
+// The 2-element int attribute `name` of `attrs` ("kernel", "stride", "padding", "dilation",
+// "output_size") as {H, W}; a missing name or another length throws qat::Error naming it.
+// run() reads conv / pool attrs this way, and so do int_model.cc and the exporters.
+std::array<int64_t, 2> pair_attr(const OpAttrs& attrs, const std::string& name);
+
 // Whether run() can execute the functional op `op` ("add", "cat", ...).
 bool has_function(const std::string& op);
 
@@ -21,12 +28,15 @@ std::vector<Tensor> run_function(const std::string& op, const std::vector<Tensor
 
 // A float module call as the functional op run_function() runs (op name and attrs), in eval
 // semantics (dropout: training=false): ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
-// Flatten, Dropout; std::nullopt for any other module. convert and prepare_qat use it.
+// Flatten, Dropout; std::nullopt for any other module. convert, prepare_qat and the exporters
+// use it. A subclass of these modules matches too, unless `exact_type`: then only the class
+// itself does (a subclass may compute something else in its forward_impl; the ONNX exporter of
+// float graphs matches that way, as fuse() does).
 struct FunctionalForm {
   std::string op;
   OpAttrs attrs;
 };
-std::optional<FunctionalForm> functional_form(const nn::Module& module);
+std::optional<FunctionalForm> functional_form(const nn::Module& module, bool exact_type = false);
 
 // Runs `graph` on `input`, recording autograd history as any forward does. kModule nodes call
 // node.module->forward(): the original modules, so their train/eval mode applies and gradients

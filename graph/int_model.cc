@@ -23,12 +23,6 @@ namespace {
 
 using Tensors = std::vector<Tensor>;
 
-std::array<int64_t, 2> pair_attr(const OpAttrs& attrs, const std::string& name) {
-  const std::vector<int64_t>& v = attrs.get_ints(name);
-  QAT_CHECK(v.size() == 2, "attribute '", name, "' must have 2 values, got ", shape_str(v));
-  return {v[0], v[1]};
-}
-
 // QuantizeLinear then DequantizeLinear (ONNX opset 13): rint(x / s), saturated, times s.
 Tensor quantize_dequantize(const Tensor& x, quant::QParams qparams) {
   qparams.rounding = RoundingMode::kHalfEvenDiv;

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,14 +42,6 @@ CommandSpec calibrate_spec() {
   };
 }
 
-int64_t batches_flag(const std::string& text) {
-  char* end = nullptr;
-  const long long n = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || n < 1)
-    throw UsageError("--batches must be a positive integer, got '" + text + "'");
-  return n;
-}
-
 // "calibrating: batch 3/16, 96 images, 412 img/s": a line per tenth of the batches, or one
 // line rewritten in place on a terminal.
 class ProgressLine {
@@ -85,7 +76,7 @@ int calibrate_main(int argc, const char* const* argv) {
   const std::optional<Flags> flags = parse_command_line(spec, argc, argv);
   if (!flags) return 0;
   const std::string batches_text = flags->get_string("batches");
-  const int64_t flag_batches = batches_text.empty() ? 0 : batches_flag(batches_text);  // 0: unset
+  const int64_t flag_batches = batches_text.empty() ? 0 : parse_batches(batches_text);  // 0: unset
 
   const std::string config_path = flags->get_string("config");
   const Config config = load_config(config_path);

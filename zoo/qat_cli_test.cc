@@ -33,8 +33,10 @@ using cli_test::expect_error;
 using cli_test::float_checkpoint;
 using cli_test::kResNet18;
 using cli_test::kSmallCnn;
+using cli_test::model_json;
 using cli_test::qat;
 using cli_test::qat_config;
+using cli_test::QatCase;
 using cli_test::random_model;
 using cli_test::Result;
 using cli_test::temp_path;
@@ -285,13 +287,6 @@ TEST(QatInspect, BlackListAndTargetComeFromTheConfig) {
   EXPECT_NE(result.out.find("\nfc: Linear("), std::string::npos) << result.out;
 }
 
-struct QatCase {
-  std::string model;  // "small_cnn" or "resnet18"
-  std::string target;
-};
-
-void PrintTo(const QatCase& c, std::ostream* os) { *os << c.model << " / " << c.target; }
-
 class QatPipelineTest : public ::testing::TestWithParam<QatCase> {};
 
 // calibrate writes a QAT checkpoint with observed scales and the float tensors unchanged (eval
@@ -300,8 +295,7 @@ class QatPipelineTest : public ::testing::TestWithParam<QatCase> {};
 TEST_P(QatPipelineTest, CalibrateInspectRun) {
   const QatCase& c = GetParam();
   const std::string tag = c.model + "_" + c.target;
-  const std::string config =
-      qat_config(tag + ".json", c.model == "small_cnn" ? kSmallCnn : kResNet18, c.target);
+  const std::string config = qat_config(tag + ".json", model_json(c.model), c.target);
   const std::string float_path = float_checkpoint(config, tag + "_float.safetensors");
   const std::string qat_path = temp_path(tag + "_qat.safetensors");
 
@@ -362,14 +356,7 @@ TEST_P(QatPipelineTest, CalibrateInspectRun) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, QatPipelineTest,
-                         ::testing::Values(QatCase{"small_cnn", "tnn"},
-                                           QatCase{"small_cnn", "tensorrt"},
-                                           QatCase{"resnet18", "tnn"},
-                                           QatCase{"resnet18", "tensorrt"}),
-                         [](const ::testing::TestParamInfo<QatCase>& info) {
-                           return info.param.model + "_" + info.param.target;
-                         });
+INSTANTIATE_TEST_SUITE_P(Targets, QatPipelineTest, cli_test::qat_cases(), cli_test::qat_case_name);
 
 // The max calibrator sets the input quantizer to max |x| / 127 over the calibration batches.
 TEST(QatCalibrate, MaxCalibratorTakesTheLargestMagnitude) {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <ostream>
 #include <sstream>
 #include <string>
 
@@ -88,6 +89,31 @@ inline std::string qat_config(const std::string& name, const std::string& model_
 inline const char* const kSmallCnn = R"({"name": "small_cnn", "input_shape": [1, 1, 28, 28]})";
 inline const char* const kResNet18 = R"({"name": "resnet18", "num_classes": 10, "in_channels": 1,
     "small_input": true, "input_shape": [1, 1, 28, 28]})";
+
+// kSmallCnn for "small_cnn", else kResNet18.
+inline const char* model_json(const std::string& model) {
+  return model == "small_cnn" ? kSmallCnn : kResNet18;
+}
+
+// The parameter of the tests that take a model ("small_cnn" or "resnet18") through the `qat`
+// commands for a target.
+struct QatCase {
+  std::string model;
+  std::string target;
+};
+
+inline void PrintTo(const QatCase& c, std::ostream* os) { *os << c.model << " / " << c.target; }
+
+// small_cnn and resnet18, each for tnn and tensorrt; named "small_cnn_tnn", ... by
+// qat_case_name.
+inline auto qat_cases() {
+  return ::testing::Values(QatCase{"small_cnn", "tnn"}, QatCase{"small_cnn", "tensorrt"},
+                           QatCase{"resnet18", "tnn"}, QatCase{"resnet18", "tensorrt"});
+}
+
+inline std::string qat_case_name(const ::testing::TestParamInfo<QatCase>& info) {
+  return info.param.model + "_" + info.param.target;
+}
 
 // Writes a random float checkpoint for the config's model; returns its path.
 inline std::string float_checkpoint(const std::string& config_path, const std::string& name,

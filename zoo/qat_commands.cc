@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <utility>
 
@@ -47,6 +48,14 @@ std::optional<Flags> parse_command_line(const CommandSpec& spec, int argc,
     }
   }
   return flags;
+}
+
+int64_t parse_batches(const std::string& text) {
+  char* end = nullptr;
+  const long long n = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || n < 1)
+    throw UsageError("--batches must be a positive integer, got '" + text + "'");
+  return n;
 }
 
 }  // namespace qat::zoo::cli

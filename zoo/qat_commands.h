@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +52,9 @@ std::optional<Flags> parse_command_line(const CommandSpec& spec, int argc, const
 
 // "true" / "1" or "false" / "0"; anything else is a UsageError naming --`flag`.
 bool parse_bool(const std::string& flag, const std::string& value);
+
+// The value of --batches (calibrate, verify): an integer >= 1, else a UsageError.
+int64_t parse_batches(const std::string& text);
 
 // ---- export and verify (qat_export.cc)
 

@@ -30,8 +30,10 @@ using cli_test::expect_error;
 using cli_test::float_checkpoint;
 using cli_test::kResNet18;
 using cli_test::kSmallCnn;
+using cli_test::model_json;
 using cli_test::qat;
 using cli_test::qat_config;
+using cli_test::QatCase;
 using cli_test::Result;
 using cli_test::temp_path;
 
@@ -94,22 +96,14 @@ void expect_onnx_verified(const std::string& args, bool int8) {
   EXPECT_NE(result.out.find("\nverified\n"), std::string::npos) << result.out;
 }
 
-struct ExportCase {
-  std::string model;  // "small_cnn" or "resnet18"
-  std::string target;
-};
-
-void PrintTo(const ExportCase& c, std::ostream* os) { *os << c.model << " / " << c.target; }
-
-class QatExportTest : public ::testing::TestWithParam<ExportCase> {};
+class QatExportTest : public ::testing::TestWithParam<QatCase> {};
 
 // export writes the target's int8 model (into a directory it creates), the files read back,
 // and verify passes: TNN bit for bit, ONNX in ONNX Runtime.
 TEST_P(QatExportTest, ExportsTheTargetsInt8ModelAndVerifies) {
-  const ExportCase& c = GetParam();
+  const QatCase& c = GetParam();
   const std::string tag = "export_" + c.model + "_" + c.target;
-  const std::string config =
-      qat_config(tag + ".json", c.model == "small_cnn" ? kSmallCnn : kResNet18, c.target);
+  const std::string config = qat_config(tag + ".json", model_json(c.model), c.target);
   const auto [float_path, qat_path] = calibrated(config, tag);
   const bool tnn = c.target == "tnn";
   const std::string out = temp_path(tag + "_out/" + (tnn ? "model" : "model.onnx"));
@@ -171,14 +165,7 @@ TEST_P(QatExportTest, ExportsTheTargetsInt8ModelAndVerifies) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, QatExportTest,
-                         ::testing::Values(ExportCase{"small_cnn", "tnn"},
-                                           ExportCase{"small_cnn", "tensorrt"},
-                                           ExportCase{"resnet18", "tnn"},
-                                           ExportCase{"resnet18", "tensorrt"}),
-                         [](const ::testing::TestParamInfo<ExportCase>& info) {
-                           return info.param.model + "_" + info.param.target;
-                         });
+INSTANTIATE_TEST_SUITE_P(Targets, QatExportTest, cli_test::qat_cases(), cli_test::qat_case_name);
 
 class QatExportFloatTest : public ::testing::TestWithParam<std::string> {};
 
@@ -187,8 +174,7 @@ class QatExportFloatTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(QatExportFloatTest, ExportsTheFloatModelToBothFormats) {
   const std::string model = GetParam();
   const std::string tag = "float_" + model;
-  const std::string config =
-      qat_config(tag + ".json", model == "small_cnn" ? kSmallCnn : kResNet18, "tnn");
+  const std::string config = qat_config(tag + ".json", model_json(model), "tnn");
   const std::string float_path = float_checkpoint(config, tag + ".safetensors");
   const std::string onnx = temp_path(tag + ".onnx"), tnn = temp_path(tag);
   const std::string files = " --onnx " + onnx + " --tnn " + tnn + " --float true";

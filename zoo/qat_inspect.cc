@@ -32,12 +32,6 @@ CommandSpec inspect_spec() {
   };
 }
 
-bool parse_bool_flag(const std::string& name, const std::string& value) {
-  if (value == "true" || value == "1") return true;
-  if (value == "false" || value == "0") return false;
-  throw UsageError("--" + name + " must be true or false, got '" + value + "'");
-}
-
 // "%.6g" of one float.
 std::string number(float value) {
   char text[32];
@@ -100,7 +94,7 @@ int inspect_main(int argc, const char* const* argv) {
   const CommandSpec spec = inspect_spec();
   const std::optional<Flags> flags = parse_command_line(spec, argc, argv);
   if (!flags) return 0;
-  const bool all_scales = parse_bool_flag("all-scales", flags->get_string("all-scales"));
+  const bool all_scales = parse_bool("all-scales", flags->get_string("all-scales"));
   const std::string config_path = flags->get_string("config");
   const Config config = load_config(config_path);
   const std::shared_ptr<graph::QuantizableModel> qm =

@@ -94,14 +94,6 @@ double tolerance_flag(const std::string& text) {
   return r;
 }
 
-int64_t batches_flag(const std::string& text) {
-  char* end = nullptr;
-  const long long n = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || n < 1)
-    throw UsageError("--batches must be a positive integer, got '" + text + "'");
-  return n;
-}
-
 // ---- inputs
 
 struct Inputs {
@@ -434,7 +426,7 @@ int verify_main(int argc, const char* const* argv) {
   const CommandSpec spec = verify_spec();
   const std::optional<Flags> flags = parse_command_line(spec, argc, argv);
   if (!flags) return 0;
-  const int64_t batches = batches_flag(flags->get_string("batches"));
+  const int64_t batches = parse_batches(flags->get_string("batches"));
   std::optional<double> onnx_tolerance;
   if (!flags->get_string("onnx-tolerance").empty())
     onnx_tolerance = tolerance_flag(flags->get_string("onnx-tolerance"));
