@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/kernels/pool.h"
 #include "core/serialize.h"
 #include "graph/executor.h"
 #include "graph/fuse.h"
@@ -495,10 +496,9 @@ void write_batch_norm(const ExportNode&, const Shape&, PendingLayer& l) {
 
 // Output size of a pool window along one axis, PyTorch's rule (floor or ceil; with ceil the
 // last window must start inside the input or the left padding).
+// The pool output size, as PyTorch (and the tracer) computes it.
 int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
-  int64_t out = (in + 2 * p - k + (ceil_mode ? s - 1 : 0)) / s + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;
-  return out;
+  return kernels::pool2d_output_size(in, k, s, p, /*dilation=*/1, ceil_mode);
 }
 
 // max_pool2d, avg_pool2d, adaptive_avg_pool2d.

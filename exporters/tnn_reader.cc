@@ -13,6 +13,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/kernels/pool.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
@@ -199,10 +200,9 @@ OpForm op_form(const TnnLayer& l, const std::vector<Shape>& in) {
   return f;
 }
 
+// The pool output size, as PyTorch (and the tracer) computes it.
 int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
-  int64_t out = (in + 2 * p - k + (ceil_mode ? s - 1 : 0)) / s + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;
-  return out;
+  return kernels::pool2d_output_size(in, k, s, p, /*dilation=*/1, ceil_mode);
 }
 
 // The output shapes of `f` on inputs of shapes `in`; `weight` is a conv / FC weight.
