@@ -308,16 +308,6 @@ std::shared_ptr<quant::QatModule> qat_module(const GraphNode& node, const quant:
                                          options);
 }
 
-// "qint8 per_channel_symmetric(axis=0) [-127, 127] half_even_div"
-std::string describe(const quant::FakeQuantize& fq) {
-  const auto strip = [](const std::string& name) { return name.substr(name.find('.') + 1); };
-  std::string out =
-      strip(quant::qdtype_name(fq.dtype())) + " " + strip(quant::qscheme_name(fq.qscheme()));
-  if (fq.is_per_channel()) out += "(axis=" + std::to_string(fq.ch_axis()) + ")";
-  return out + " [" + std::to_string(fq.quant_min()) + ", " + std::to_string(fq.quant_max()) +
-         "] " + rounding_mode_name(fq.options().rounding());
-}
-
 // A FakeQuantize node reading output `output` of node `producer` of `graph`.
 GraphNode fake_quantize_node(const Graph& graph, int producer, int output,
                              const quant::QConfig& qconfig) {
@@ -331,7 +321,7 @@ GraphNode fake_quantize_node(const Graph& graph, int producer, int output,
   node.module = fq;
   node.inputs = {{producer, output}};
   node.output_shapes = {source.output_shapes[output]};
-  node.annotations = {"act: " + describe(*fq)};
+  node.annotations = {"act: " + fq->scheme()};
   return node;
 }
 
@@ -360,9 +350,9 @@ GraphNode qat_node(GraphNode node, int index, bool is_float, const Placement& pl
         qat_module(node, qconfig, placement.quantize_weighted_outputs);
     node.module = module;
     node.op = module->type_name();
-    node.annotations.push_back("weight: " + describe(*module->weight_fake_quant()));
+    node.annotations.push_back("weight: " + module->weight_fake_quant()->scheme());
     if (module->activation_post_process()) {
-      node.annotations.push_back("output: " + describe(*module->activation_post_process()));
+      node.annotations.push_back("output: " + module->activation_post_process()->scheme());
     }
   }
   if (!placement.note[index].empty()) node.annotations.push_back(placement.note[index]);

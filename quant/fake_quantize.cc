@@ -109,6 +109,14 @@ Tensor FakeQuantize::forward_impl(const Tensor& input) {
                                            grad_factor, options_.rounding());
 }
 
+std::string FakeQuantize::scheme() const {
+  const auto strip = [](const std::string& name) { return name.substr(name.find('.') + 1); };
+  std::string out = strip(qdtype_name(dtype())) + " " + strip(qscheme_name(qscheme()));
+  if (is_per_channel()) out += "(axis=" + std::to_string(ch_axis()) + ")";
+  return out + " [" + std::to_string(quant_min()) + ", " + std::to_string(quant_max()) + "] " +
+         rounding_mode_name(options_.rounding());
+}
+
 QParams FakeQuantize::qparams_view() const {
   QParams qp;
   qp.scale = scale_;

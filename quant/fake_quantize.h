@@ -66,6 +66,9 @@ class FakeQuantize : public nn::Module {
 
   std::string type_name() const override { return "FakeQuantize"; }
   std::string extra_repr() const override;
+  // The grid in one line, for graph annotations and `qat inspect`:
+  // "qint8 per_channel_symmetric(axis=0) [-127, 127] half_even_div".
+  std::string scheme() const;
 
  protected:
   Tensor forward_impl(const Tensor& input) override;

@@ -64,7 +64,7 @@ void print_quantizers(const graph::QuantizableModel& qm, bool all_scales) {
   const std::vector<Quantizer> all = quantizers(qm);
   std::vector<std::vector<std::string>> rows = {{"quantizer", "node", "role", "scheme", "scale"}};
   for (const Quantizer& q : all) {
-    rows.push_back({q.name, q.node, q.role, describe_scheme(*q.fake_quant),
+    rows.push_back({q.name, q.node, q.role, q.fake_quant->scheme(),
                     describe_scale(*q.fake_quant, all_scales)});
   }
   std::vector<size_t> width(rows[0].size(), 0);

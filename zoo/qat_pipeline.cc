@@ -160,15 +160,6 @@ std::vector<Quantizer> quantizers(const graph::QuantizableModel& model) {
   return out;
 }
 
-std::string describe_scheme(const quant::FakeQuantize& fq) {
-  const auto strip = [](const std::string& name) { return name.substr(name.find('.') + 1); };
-  std::string out =
-      strip(quant::qdtype_name(fq.dtype())) + " " + strip(quant::qscheme_name(fq.qscheme()));
-  if (fq.is_per_channel()) out += "(axis=" + std::to_string(fq.ch_axis()) + ")";
-  return out + " [" + std::to_string(fq.quant_min()) + ", " + std::to_string(fq.quant_max()) +
-         "] " + rounding_mode_name(fq.options().rounding());
-}
-
 int64_t calibrate(graph::QuantizableModel& model, nn::data::DataLoader& loader, int64_t batches,
                   CalibratorChoice calibrator, const Shape& input_shape,
                   const CalibrationProgress& progress) {

@@ -58,9 +58,6 @@ struct Quantizer {
 // Every quantizer of `model`, in graph order (a QAT module's weight before its output).
 std::vector<Quantizer> quantizers(const graph::QuantizableModel& model);
 
-// "qint8 per_channel_symmetric(axis=0) [-127, 127] half_away" (as the graph annotations).
-std::string describe_scheme(const quant::FakeQuantize& fake_quant);
-
 // Called after each calibration batch: batches done, batches planned, images so far.
 using CalibrationProgress = std::function<void(int64_t done, int64_t total, int64_t images)>;
 
