@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/optim.h"
@@ -29,13 +30,49 @@ class LRScheduler {
   const std::vector<double>& get_last_lr() const { return last_lr_; }
   Optimizer& optimizer() const { return optimizer_; }
 
+  // The class name, as PyTorch prints it ("StepLR").
+  virtual std::string type_name() const = 0;
   // The learning rate at `epoch` of a group whose initial lr is base_lr.
   virtual double lr_at(double base_lr, int64_t epoch) const = 0;
+
+  // What PyTorch's scheduler.state_dict() holds, as tensors: "last_epoch" (0-d int64),
+  // "base_lrs" and "_last_lr" (float64, one per param group) and the schedule's
+  // hyperparameters under their PyTorch names ("step_size", "gamma", "T_max", ...; int64 or
+  // float64, "milestones" a 1-d int64 tensor). SequentialLR adds "_milestones" and each
+  // scheduler's entries under "_schedulers.<i>.".
+  NamedTensors state_dict() const;
+  // Restores a state_dict() of the same kind of scheduler: position, base lrs, last lrs and,
+  // as in PyTorch, the hyperparameters. Like PyTorch it leaves the optimizer's lrs alone
+  // (Optimizer::load_state_dict restores those), so the next step() continues the schedule.
+  // Missing, unexpected or mis-shaped keys throw and leave the scheduler as it was.
+  void load_state_dict(const NamedTensors& state_dict);
 
  protected:
   explicit LRScheduler(Optimizer& optimizer);
   // Derived constructors call this last (lr_at is virtual, so the object must be complete).
   void initial_step() { set_last_epoch(0); }
+
+  // Reads state_dict entries by key, remembering which were used, with errors naming the key.
+  class StateReader {
+   public:
+    StateReader(const NamedTensors& state_dict, std::string who);
+    const Tensor& at(const std::string& key);
+    int64_t get_int(const std::string& key);
+    double get_double(const std::string& key);
+    std::vector<int64_t> get_ints(const std::string& key);  // a 1-d int64 tensor
+    // The entries under "<prefix>" with the prefix removed (they count as used).
+    NamedTensors sub(const std::string& prefix);
+    void done() const;  // throws on keys nobody read
+
+   private:
+    const NamedTensors& sd_;
+    std::string who_;
+    std::vector<bool> used_;
+  };
+
+  // The schedule's own entries, appended to / read from the common ones.
+  virtual void save_hyperparameters(NamedTensors& out) const = 0;
+  virtual void load_hyperparameters(StateReader& in) = 0;
 
  private:
   Optimizer& optimizer_;
@@ -48,7 +85,12 @@ class LRScheduler {
 class StepLR : public LRScheduler {
  public:
   StepLR(Optimizer& optimizer, int64_t step_size, double gamma = 0.1);
+  std::string type_name() const override { return "StepLR"; }
   double lr_at(double base_lr, int64_t epoch) const override;
+
+ protected:
+  void save_hyperparameters(NamedTensors& out) const override;
+  void load_hyperparameters(StateReader& in) override;
 
  private:
   int64_t step_size_;
@@ -59,7 +101,12 @@ class StepLR : public LRScheduler {
 class MultiStepLR : public LRScheduler {
  public:
   MultiStepLR(Optimizer& optimizer, std::vector<int64_t> milestones, double gamma = 0.1);
+  std::string type_name() const override { return "MultiStepLR"; }
   double lr_at(double base_lr, int64_t epoch) const override;
+
+ protected:
+  void save_hyperparameters(NamedTensors& out) const override;
+  void load_hyperparameters(StateReader& in) override;
 
  private:
   std::vector<int64_t> milestones_;  // sorted
@@ -71,7 +118,12 @@ class MultiStepLR : public LRScheduler {
 class CosineAnnealingLR : public LRScheduler {
  public:
   CosineAnnealingLR(Optimizer& optimizer, int64_t t_max, double eta_min = 0.0);
+  std::string type_name() const override { return "CosineAnnealingLR"; }
   double lr_at(double base_lr, int64_t epoch) const override;
+
+ protected:
+  void save_hyperparameters(NamedTensors& out) const override;
+  void load_hyperparameters(StateReader& in) override;
 
  private:
   int64_t t_max_;
@@ -84,7 +136,12 @@ class LinearLR : public LRScheduler {
  public:
   LinearLR(Optimizer& optimizer, double start_factor = 1.0 / 3, double end_factor = 1.0,
            int64_t total_iters = 5);
+  std::string type_name() const override { return "LinearLR"; }
   double lr_at(double base_lr, int64_t epoch) const override;
+
+ protected:
+  void save_hyperparameters(NamedTensors& out) const override;
+  void load_hyperparameters(StateReader& in) override;
 
  private:
   double start_factor_;
@@ -99,7 +156,12 @@ class SequentialLR : public LRScheduler {
  public:
   SequentialLR(Optimizer& optimizer, std::vector<std::shared_ptr<LRScheduler>> schedulers,
                std::vector<int64_t> milestones);
+  std::string type_name() const override { return "SequentialLR"; }
   double lr_at(double base_lr, int64_t epoch) const override;
+
+ protected:
+  void save_hyperparameters(NamedTensors& out) const override;
+  void load_hyperparameters(StateReader& in) override;
 
  private:
   std::vector<std::shared_ptr<LRScheduler>> schedulers_;

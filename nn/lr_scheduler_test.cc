@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace qat::nn {
@@ -96,6 +98,183 @@ TEST_F(Schedule, RejectsBadArguments) {
   SGD other({q}, SGDOptions(0.1));
   auto foreign = std::make_shared<StepLR>(other, 2);
   EXPECT_THROW(SequentialLR(opt, {a, foreign}, {3}), Error);
+}
+
+// A fresh optimizer with two param groups and a scheduler built on it, as a resumed run
+// rebuilds them from its config.
+struct TwoGroups {
+  Tensor p = Tensor::zeros({1}).requires_grad_();
+  Tensor q = Tensor::zeros({1}).requires_grad_();
+  SGD opt{{ParamGroup({p}), ParamGroup({q}, 0.01)}, SGDOptions(0.1)};
+  std::shared_ptr<LRScheduler> sched;
+};
+
+using MakeScheduler = std::function<std::shared_ptr<LRScheduler>(Optimizer&)>;
+
+std::vector<std::pair<std::string, MakeScheduler>> every_scheduler() {
+  return {
+      {"StepLR", [](Optimizer& o) { return std::make_shared<StepLR>(o, 3, 0.5); }},
+      {"MultiStepLR",
+       [](Optimizer& o) {
+         return std::make_shared<MultiStepLR>(o, std::vector<int64_t>{2, 5});
+       }},
+      {"CosineAnnealingLR",
+       [](Optimizer& o) { return std::make_shared<CosineAnnealingLR>(o, 7, 0.001); }},
+      {"LinearLR", [](Optimizer& o) { return std::make_shared<LinearLR>(o, 0.25, 1.0, 4); }},
+      {"SequentialLR",
+       [](Optimizer& o) {
+         auto warmup = std::make_shared<LinearLR>(o, 0.1, 1.0, 3);
+         auto cosine = std::make_shared<CosineAnnealingLR>(o, 6);
+         return std::make_shared<SequentialLR>(
+             o, std::vector<std::shared_ptr<LRScheduler>>{warmup, cosine}, std::vector<int64_t>{3});
+       }},
+  };
+}
+
+TEST(SchedulerState, ResumedSchedulerGivesTheSameLrs) {
+  for (const auto& [name, make] : every_scheduler()) {
+    for (int64_t k : {0, 1, 4, 9}) {
+      TwoGroups ref, first, resumed;
+      ref.sched = make(ref.opt);
+      first.sched = make(first.opt);
+      for (int64_t e = 0; e < k; ++e) first.sched->step();
+      const NamedTensors opt_state = first.opt.state_dict();
+      const NamedTensors sched_state = first.sched->state_dict();
+      first.sched.reset();  // the killed run
+
+      resumed.sched = make(resumed.opt);  // rebuilt from the config: back at epoch 0
+      resumed.opt.load_state_dict(opt_state);
+      resumed.sched->load_state_dict(sched_state);
+      EXPECT_EQ(resumed.sched->last_epoch(), k) << name;
+      for (int64_t e = 0; e < k; ++e) ref.sched->step();
+      EXPECT_EQ(resumed.sched->get_last_lr(), ref.sched->get_last_lr()) << name << " k=" << k;
+      for (int64_t e = k; e < 14; ++e) {
+        ref.sched->step();
+        resumed.sched->step();
+        for (size_t g = 0; g < 2; ++g) {
+          EXPECT_EQ(*resumed.opt.param_groups()[g].lr, *ref.opt.param_groups()[g].lr)
+              << name << " resumed at " << k << ", epoch " << e + 1 << ", group " << g;
+        }
+      }
+    }
+  }
+}
+
+TEST(SchedulerState, KeysFollowPyTorch) {
+  TwoGroups run;
+  StepLR s(run.opt, 3, 0.5);
+  s.step();
+  const NamedTensors sd = s.state_dict();
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : sd) keys.push_back(key);
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"last_epoch", "base_lrs", "_last_lr", "step_size", "gamma"}));
+  EXPECT_EQ(sd[0].second.dtype(), DType::kInt64);
+  EXPECT_EQ(sd[0].second.item(), 1);
+  EXPECT_EQ(sd[1].second.to_vector<double>(), (std::vector<double>{0.1, 0.01}));
+
+  auto warmup = std::make_shared<LinearLR>(run.opt, 0.1, 1.0, 3);
+  auto cosine = std::make_shared<CosineAnnealingLR>(run.opt, 6);
+  SequentialLR seq(run.opt, {warmup, cosine}, {3});
+  keys.clear();
+  for (const auto& [key, value] : seq.state_dict()) keys.push_back(key);
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{
+                "last_epoch", "base_lrs", "_last_lr", "_milestones", "_schedulers.0.last_epoch",
+                "_schedulers.0.base_lrs", "_schedulers.0._last_lr", "_schedulers.0.start_factor",
+                "_schedulers.0.end_factor", "_schedulers.0.total_iters", "_schedulers.1.last_epoch",
+                "_schedulers.1.base_lrs", "_schedulers.1._last_lr", "_schedulers.1.T_max",
+                "_schedulers.1.eta_min"}));
+}
+
+TEST(SchedulerState, LoadsHyperparametersAsPyTorchDoes) {
+  TwoGroups a, b;
+  StepLR saved(a.opt, 2, 0.5);
+  StepLR loaded(b.opt, 10, 0.9);
+  loaded.load_state_dict(saved.state_dict());
+  for (int e = 0; e < 6; ++e) {
+    saved.step();
+    loaded.step();
+    EXPECT_EQ(saved.get_last_lr(), loaded.get_last_lr()) << "epoch " << e + 1;
+  }
+}
+
+std::string load_error(LRScheduler& s, const NamedTensors& sd) {
+  try {
+    s.load_state_dict(sd);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+NamedTensors without(NamedTensors sd, const std::string& key) {
+  for (auto it = sd.begin(); it != sd.end(); ++it) {
+    if (it->first == key) {
+      sd.erase(it);
+      break;
+    }
+  }
+  return sd;
+}
+
+TEST(SchedulerState, RejectsBadStateAndKeepsItsOwn) {
+  TwoGroups a, b;
+  StepLR saved(a.opt, 2, 0.5);
+  saved.step();
+  const NamedTensors good = saved.state_dict();
+  StepLR s(b.opt, 3, 0.1);
+  s.step();
+  s.step();
+  const NamedTensors before = s.state_dict();
+
+  EXPECT_NE(
+      load_error(s, without(good, "gamma")).find("StepLR load_state_dict: missing key 'gamma'"),
+      std::string::npos);
+  NamedTensors extra = good;
+  extra.emplace_back("T_max", Tensor::scalar(3, DType::kInt64));
+  EXPECT_NE(load_error(s, extra).find("unexpected key 'T_max'"), std::string::npos);
+  NamedTensors bad_type = without(good, "step_size");
+  bad_type.emplace_back("step_size", Tensor::scalar(3.0, DType::kFloat64));
+  EXPECT_NE(load_error(s, bad_type).find("'step_size' must be one int64"), std::string::npos);
+  NamedTensors zero_step = without(good, "step_size");
+  zero_step.emplace_back("step_size", Tensor::scalar(0, DType::kInt64));
+  EXPECT_NE(load_error(s, zero_step).find("step_size must be positive"), std::string::npos);
+
+  Tensor r = Tensor::zeros({1}).requires_grad_();
+  SGD one_group({r}, SGDOptions(0.1));
+  StepLR other(one_group, 2);
+  EXPECT_NE(load_error(other, good).find("the optimizer has 1 param groups"), std::string::npos);
+  CosineAnnealingLR cosine(b.opt, 4);
+  EXPECT_NE(load_error(cosine, good).find("CosineAnnealingLR load_state_dict: missing key 'T_max'"),
+            std::string::npos);
+
+  const NamedTensors after = s.state_dict();  // every failed load left s as it was
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].second.to_vector<double>(), before[i].second.to_vector<double>())
+        << after[i].first;
+  }
+}
+
+TEST(SchedulerState, FailedSequentialLoadRestoresEveryChild) {
+  TwoGroups a, b;
+  auto make = [](Optimizer& o, int64_t warmup_iters, int64_t t_max) {
+    auto warmup = std::make_shared<LinearLR>(o, 0.1, 1.0, warmup_iters);
+    auto cosine = std::make_shared<CosineAnnealingLR>(o, t_max);
+    return std::make_shared<SequentialLR>(
+        o, std::vector<std::shared_ptr<LRScheduler>>{warmup, cosine}, std::vector<int64_t>{3});
+  };
+  auto saved = make(a.opt, 5, 8);
+  auto s = make(b.opt, 3, 6);
+  NamedTensors broken = without(saved->state_dict(), "_schedulers.1.eta_min");  // child 0 loads
+  EXPECT_NE(load_error(*s, broken).find("missing key 'eta_min'"), std::string::npos);
+  auto fresh = make(a.opt, 3, 6);
+  for (int e = 0; e < 10; ++e) {
+    s->step();
+    fresh->step();
+    EXPECT_EQ(s->get_last_lr(), fresh->get_last_lr()) << "epoch " << e + 1;
+  }
 }
 
 }  // namespace

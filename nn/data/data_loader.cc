@@ -42,14 +42,17 @@ std::vector<size_t> DataLoader::epoch_order(int64_t epoch) const {
   return order;
 }
 
-void DataLoader::start_epoch(int64_t epoch) {
+void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
+  QAT_CHECK(first_batch >= 0 && first_batch <= num_batches_,
+            "DataLoader::start_epoch: first_batch ", first_batch, " is outside [0, ", num_batches_,
+            "] (batches per epoch: ", num_batches_, ")");
   stop_workers();
   epoch_ = epoch;
   order_ = epoch_order(epoch);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    next_to_build_ = 0;
-    next_to_return_ = 0;
+    next_to_build_ = first_batch;
+    next_to_return_ = first_batch;
     done_.clear();
     stopping_ = false;
   }

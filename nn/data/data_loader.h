@@ -41,7 +41,8 @@ struct DataLoaderOptions {
 //   }
 // The order of epoch e and every random transform are functions of (seed, e) alone: batch k
 // uses a generator seeded from (seed, e, k), so results do not depend on thread timing and a
-// resumed run replays the same batches. Images of one batch must share a shape.
+// resumed run replays the same batches, also from the middle of an epoch (start_epoch(e, k)).
+// Images of one batch must share a shape.
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options = {});
@@ -49,8 +50,11 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // Starts epoch `epoch`, abandoning any epoch in progress.
-  void start_epoch(int64_t epoch);
+  // Starts epoch `epoch` at batch `first_batch`, abandoning any epoch in progress. Batches
+  // before first_batch are skipped without being built (nothing is read), and the rest are
+  // exactly those an uninterrupted epoch would return from there: resuming mid-epoch after
+  // first_batch batches were consumed. first_batch == num_batches() gives an exhausted epoch.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   // The next batch of the current epoch, or nullopt once it is exhausted. If building this batch
   // threw (in the dataset or a transform), rethrows that exception and ends the epoch.
   std::optional<Batch> next();

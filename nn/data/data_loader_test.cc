@@ -222,5 +222,63 @@ TEST(DataLoader, RejectsBadOptionsAndMisuse) {
   EXPECT_TRUE(throws_error_with([&] { loader.next(); }, {"call start_epoch(epoch) first"}));
 }
 
+// Every batch (images and labels, flattened) from batch `first_batch` on.
+std::vector<std::vector<float>> batches_from(DataLoader& loader, int64_t epoch,
+                                             int64_t first_batch) {
+  std::vector<std::vector<float>> out;
+  loader.start_epoch(epoch, first_batch);
+  while (std::optional<Batch> batch = loader.next()) {
+    std::vector<float> v = batch->images.to_vector<float>();
+    for (int64_t label : batch->labels.to_vector<int64_t>()) v.push_back(static_cast<float>(label));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+TEST(DataLoader, StartingAtBatchKReplaysTheRestOfTheEpoch) {
+  const auto dataset = std::make_shared<SyntheticDataset>(45, Shape{2, 5, 5}, 4, /*seed=*/0);
+  const auto options = [](int64_t num_workers, int64_t num_prefetch) {
+    return DataLoaderOptions()
+        .batch_size(6)
+        .shuffle(true)
+        .seed(3)
+        .transforms({RandomCrop(4, /*padding=*/1), RandomHorizontalFlip()})
+        .num_workers(num_workers)
+        .num_prefetch(num_prefetch);
+  };
+  DataLoader reference(dataset, options(1, 1));
+  const std::vector<std::vector<float>> full = batches_from(reference, 2, 0);
+  ASSERT_EQ(full.size(), 8u);
+  for (int64_t k : {0, 1, 5, 7, 8}) {
+    for (auto [workers, prefetch] : {std::pair<int64_t, int64_t>{1, 1}, {3, 2}, {4, 8}}) {
+      DataLoader resumed(dataset, options(workers, prefetch));  // a fresh process's loader
+      EXPECT_EQ(batches_from(resumed, 2, k),
+                std::vector<std::vector<float>>(full.begin() + k, full.end()))
+          << "k=" << k << " workers=" << workers << " prefetch=" << prefetch;
+    }
+  }
+}
+
+TEST(DataLoader, SkippedBatchesAreNotLoaded) {
+  const auto dataset = std::make_shared<IndexDataset>(50);
+  DataLoader loader(dataset,
+                    DataLoaderOptions().batch_size(7).shuffle(true).seed(4).num_workers(2));
+  const std::vector<int64_t> all = epoch_labels(loader, 1);
+  dataset->calls = 0;
+  loader.start_epoch(1, 3);
+  std::vector<int64_t> rest;
+  while (std::optional<Batch> batch = loader.next()) {
+    for (int64_t label : batch->labels.to_vector<int64_t>()) rest.push_back(label);
+  }
+  EXPECT_EQ(rest, std::vector<int64_t>(all.begin() + 21, all.end()));
+  EXPECT_EQ(dataset->calls.load(), 50 - 21);
+
+  loader.start_epoch(1, loader.num_batches());  // resumed right at the end of an epoch
+  EXPECT_FALSE(loader.next().has_value());
+  EXPECT_TRUE(
+      throws_error_with([&] { loader.start_epoch(1, 9); }, {"first_batch 9 is outside [0, 8]"}));
+  EXPECT_TRUE(throws_error_with([&] { loader.start_epoch(1, -1); }, {"first_batch -1"}));
+}
+
 }  // namespace
 }  // namespace qat::nn::data
