@@ -4,11 +4,21 @@ the same way (warm-up steps, then the mean over timed steps; peak RSS from the k
 
   /usr/bin/python3 bench/pytorch_train_step.py --model resnet18 --shape 3,224,224 --batch 16
   /usr/bin/python3 bench/pytorch_train_step.py --model resnet18 --shape 1,32,32 --small-input 1
+  /usr/bin/python3 bench/pytorch_train_step.py --model resnet18 --shape 3,224,224 --qat fbgemm
 
 --small-input 1 applies the same stem change as qat's small_input option (3x3 stride-1 first conv,
 no stem max-pool; see zoo/*.cc). Needs Debian's python3-torch and python3-torchvision
-(tools/install_deps.sh --torch). Prints one line:
-  pytorch resnet18 threads=2 batch=16 shape=3,224,224 images/s=... peak_rss_mb=...
+(tools/install_deps.sh --torch).
+
+--qat <backend> times PyTorch 1.13 eager QAT instead, as the PyTorch docs do it: torchvision's
+quantizable model (torchvision.models.quantization.<model>(quantize=False)), fuse_model(is_qat=True)
+in train mode, qconfig = get_default_qat_qconfig(backend, version=0), prepare_qat. The twin of
+train_step_bench --qat (bench/run_qat_bench.sh runs both).
+
+--repeats R times the `--steps` timed steps R times and reports the fastest repeat (the machine is
+shared; the fastest repeat is the least disturbed one). Prints one line:
+  pytorch resnet18 threads=2 batch=16 shape=3,224,224 images/s=... peak_rss_mb=... cpu_s/step=...
+(and target=<backend> with --qat). cpu_s/step is process CPU time per step in the fastest repeat.
 """
 import argparse
 import resource
@@ -33,13 +43,17 @@ def conv3x3(cin, cout):
     return nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=False)
 
 
-def build(name, num_classes, in_channels, small_input):
+def build(name, num_classes, in_channels, small_input, qat=False):
     if name == "small_cnn":
+        if qat:
+            raise SystemExit("pytorch_train_step.py: --qat needs a torchvision quantizable model")
         return small_cnn(num_classes)
     kwargs = {"num_classes": num_classes}
     if name == "googlenet":
         kwargs.update(aux_logits=False, init_weights=True)
-    model = getattr(torchvision.models, name)(**kwargs)
+    if qat:
+        kwargs.update(quantize=False)
+    model = getattr(torchvision.models.quantization if qat else torchvision.models, name)(**kwargs)
     if name.startswith("resnet"):
         model.conv1 = conv3x3(in_channels, 64) if small_input else \
             nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
@@ -71,11 +85,19 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--qat", default="", help="fbgemm, qnnpack, ...: time eager QAT")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     c, h, w = (int(v) for v in args.shape.split(","))
-    model = build(args.model, args.classes, c, bool(args.small_input)).train()
+    model = build(args.model, args.classes, c, bool(args.small_input), bool(args.qat)).train()
+    if args.qat:
+        # The stem replaced by build() is a plain Conv2d, which fuse_model() fuses like the
+        # original one (it fuses by module name).
+        model.fuse_model(is_qat=True)
+        model.qconfig = torch.ao.quantization.get_default_qat_qconfig(args.qat, version=0)
+        torch.ao.quantization.prepare_qat(model, inplace=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)
     x = torch.randn(args.batch, c, h, w)
@@ -89,13 +111,18 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    elapsed = time.perf_counter() - start
+    best, best_cpu = float("inf"), 0.0
+    for _ in range(args.repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(args.steps):
+            step()
+        elapsed = time.perf_counter() - start
+        if elapsed < best:
+            best, best_cpu = elapsed, time.process_time() - start_cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"pytorch {args.model} threads={args.threads} batch={args.batch} shape={args.shape} "
-          f"images/s={args.batch * args.steps / elapsed:.2f} peak_rss_mb={peak_mb:.0f}")
+          f"images/s={args.batch * args.steps / best:.2f} peak_rss_mb={peak_mb:.0f} "
+          f"cpu_s/step={best_cpu / args.steps:.3f}" + (f" target={args.qat}" if args.qat else ""))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,14 @@ echo
 echo "| model | input, batch | threads | qat img/s | PyTorch img/s | qat / PyTorch | qat peak RSS MB | PyTorch peak RSS MB |"
 echo "|---|---|---|---|---|---|---|---|"
 cat bench/results/zoo_float_t*.txt | paste -d' ' - - | awk '{
-  split($3, t, "="); split($4, b, "="); split($5, s, "=");
-  split($6, q, "="); split($7, qr, "="); split($13, p, "="); split($14, pr, "=");
-  printf "| %s | %s, %s | %s | %.1f | %.1f | %.2f | %s | %s |\n", $2, s[2], b[2], t[2], q[2], p[2], q[2] / p[2], qr[2], pr[2]
+  # Fields are key=value after "<side> <model>"; the PyTorch line starts at the second "pytorch".
+  split("", q); split("", p); side = "";
+  for (i = 1; i <= NF; ++i) {
+    if ($i == "qat" || $i == "pytorch") { side = $i; continue; }
+    n = index($i, "="); if (!n) continue;
+    if (side == "qat") q[substr($i, 1, n - 1)] = substr($i, n + 1);
+    else p[substr($i, 1, n - 1)] = substr($i, n + 1);
+  }
+  printf "| %s | %s, %s | %s | %.1f | %.1f | %.2f | %s | %s |\n", $2, q["shape"], q["batch"], q["threads"],
+         q["images/s"], p["images/s"], q["images/s"] / p["images/s"], q["peak_rss_mb"], p["peak_rss_mb"]
 }'
