@@ -33,6 +33,10 @@ constexpr int64_t kSumBlock = 1 << 14;
 template <class T>
 struct Grid {
   T scale, inv_scale, zero_point, quant_min, quant_max;
+  // x / s is pulled into [below, above] before rounding: one step outside the grid on each
+  // side, so the clamped value and the STE mask stay what they were, and rounding needs no
+  // range checks.
+  T below, above;
 };
 
 template <class T>
@@ -41,7 +45,9 @@ std::vector<Grid<T>> make_grids(const T* scale, const int32_t* zero_point, int64
   std::vector<Grid<T>> grids(channels);
   for (int64_t c = 0; c < channels; ++c) {
     // PyTorch: inv_scale = 1.0f / scale, in the element type's precision for float.
-    grids[c] = {scale[c], T(1) / scale[c], T(zero_point[c]), T(quant_min), T(quant_max)};
+    const T zp = T(zero_point[c]);
+    grids[c] = {scale[c],        T(1) / scale[c],         zp, T(quant_min), T(quant_max),
+                T(quant_min) - zp - T(1), T(quant_max) - zp + T(1)};
   }
   return grids;
 }
@@ -56,17 +62,38 @@ T scaled(T x, const Grid<T>& g) {
   }
 }
 
-// The unclamped grid value q, in the order of operations of each runtime (the zero point is
-// added after rounding, except in TNN's float2int8(x / s + zp)).
+// v pulled into [lo, hi]; NaN passes through.
+template <class T>
+T pull_into(T v, T lo, T hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// std::nearbyint (ties to even, the default rounding mode) of a small |v| (< 2^22) without a
+// libm call: adding and subtracting 1.5 * 2^(mantissa bits) leaves v rounded to an integer.
+template <class T>
+T round_half_even_small(T v) {
+  constexpr T kMagic = std::is_same_v<T, float> ? T(12582912.0) : T(6755399441055744.0);
+  return (v + kMagic) - kMagic;
+}
+
+// std::trunc of a small |w| (< 2^31) without a libm call, keeping the sign of zero; NaN passes.
+template <class T>
+T trunc_small(T w) {
+  return w == w ? std::copysign(T(static_cast<int32_t>(w)), w) : w;
+}
+
+// The grid value q, in the order of operations of each runtime (the zero point is added after
+// rounding, except in TNN's float2int8(x / s + zp)); unclamped up to one step outside the grid
+// (Grid::below / above), which the clamp and the mask cannot tell apart from further out.
 template <RoundingMode M, class T>
 T quantize(T x, const Grid<T>& g) {
   if constexpr (M == RoundingMode::kHalfAway) {
-    const T v = x / g.scale + g.zero_point;
-    return std::trunc(v + (v >= T(0) ? T(0.5) : T(-0.5)));
+    const T v = pull_into(x / g.scale, g.below, g.above) + g.zero_point;
+    return trunc_small(v + (v >= T(0) ? T(0.5) : T(-0.5)));
   } else if constexpr (M == RoundingMode::kHalfEvenDiv) {
-    return std::nearbyint(x / g.scale) + g.zero_point;
+    return round_half_even_small(pull_into(x / g.scale, g.below, g.above)) + g.zero_point;
   } else {
-    return g.zero_point + std::nearbyint(x * g.inv_scale);
+    return g.zero_point + round_half_even_small(pull_into(x * g.inv_scale, g.below, g.above));
   }
 }
 

@@ -136,6 +136,27 @@ TEST(FakeQuantKernel, HalfEvenMulMultipliesByFloatReciprocal) {
 
 // ---- the straight-through mask at the clip boundaries
 
+// The fast kernel rounds without libm on values pulled near the grid: NaN, infinities, huge
+// values and the sign of zero come out bit for bit as the reference's.
+TEST(FakeQuantKernel, SpecialValuesMatchRefBitForBit) {
+  const std::vector<float> x = {std::nanf(""), INFINITY, -INFINITY, 1e30f, -1e30f, -0.0f,
+                                0.0f,          -0.3f,    -0.6f,     -1e-7f, 3e9f,  -3e9f};
+  for (const RoundingMode mode : kModes) {
+    for (const int32_t zp : {0, 3}) {
+      std::vector<float> fast(x.size()), ref(x.size());
+      std::vector<uint8_t> fast_mask(x.size()), ref_mask(x.size());
+      const float scale = 0.25f;
+      fake_quant_forward(mode, x.data(), &scale, &zp, -128, 127, 1, 1,
+                         static_cast<int64_t>(x.size()), fast.data(), fast_mask.data());
+      fake_quant_forward_ref(mode, x.data(), &scale, &zp, -128, 127, 1, 1,
+                             static_cast<int64_t>(x.size()), ref.data(), ref_mask.data());
+      EXPECT_EQ(std::memcmp(fast.data(), ref.data(), x.size() * sizeof(float)), 0)
+          << rounding_mode_name(mode) << ", zero point " << zp;
+      EXPECT_EQ(fast_mask, ref_mask) << rounding_mode_name(mode) << ", zero point " << zp;
+    }
+  }
+}
+
 TEST(FakeQuantKernel, MaskIsInclusiveAtTheClipBoundaries) {
   // s = 1, zp = 0, [-128, 127]: the mask tests the rounded value, so -128.5 (ties to -128) is
   // inside and 127.5 (ties to 128) is outside for the half-even modes.
