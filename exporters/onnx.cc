@@ -113,6 +113,9 @@ class GraphBuilder {
   std::string int8s(const std::string& name, const Shape& dims, const std::vector<int8_t>& v) {
     return initializer(name, onnx::TensorProto::INT8, dims, v.data(), v.size());
   }
+  std::string uint8s(const std::string& name, const Shape& dims, const std::vector<uint8_t>& v) {
+    return initializer(name, onnx::TensorProto::UINT8, dims, v.data(), v.size());
+  }
 
  private:
   onnx::GraphProto& graph_;
@@ -489,43 +492,92 @@ void emit_float_layer(GraphBuilder& b, Call c, const nn::Module& layer, const nn
   }
 }
 
-// QuantizeLinear -> DequantizeLinear with a 0-d float scale and a 0-d int8 zero point.
-void emit_quantize(GraphBuilder& b, const std::string& name, const quant::QParams& q,
-                   const std::string& in, const std::string& out) {
+// The ONNX zero-point type of an integer range, as torch.onnx (opset 13,
+// fake_quantize_per_tensor_affine) chooses it: uint8 when quant_min is 0 ([0, 255]; fbgemm's
+// reduce_range [0, 127], which torch.onnx clips), int8 for [-128, 127]; any other range has no
+// Q/DQ form and is rejected with torch.onnx's rule.
+bool uint8_range(const quant::QParams& q) {
+  using Range = std::pair<int64_t, int64_t>;
+  const Range range(q.quant_min, q.quant_max);
+  const bool has_qdq_form =
+      range == Range(0, 255) || range == Range(-128, 127) || range == Range(0, 127);
+  QAT_CHECK(has_qdq_form, "integer range [", q.quant_min, ", ", q.quant_max,
+            "]: ONNX QuantizeLinear saturates to uint8 [0, 255] or int8 [-128, 127] (torch.onnx "
+            "also takes [0, 127] as QuantizeLinear -> Clip(max 127)), nothing else");
+  return q.quant_min == 0;
+}
+
+// A zero-point initializer (uint8 or int8) holding `zero_points` under `dims`.
+std::string zero_point_initializer(GraphBuilder& b, const std::string& name, const Shape& dims,
+                                   const std::vector<int32_t>& zero_points, bool uint8) {
+  if (uint8)
+    return b.uint8s(name, dims, std::vector<uint8_t>(zero_points.begin(), zero_points.end()));
+  return b.int8s(name, dims, std::vector<int8_t>(zero_points.begin(), zero_points.end()));
+}
+
+// QuantizeLinear -> DequantizeLinear with a 0-d float scale and a 0-d zero point: int8 zero
+// point 0 for tensorrt; for the PyTorch presets the observer's zero point, uint8 for quint8
+// ranges, and fbgemm's reduce_range [0, 127] as QuantizeLinear -> Clip(max = uint8 127) ->
+// DequantizeLinear, torch.onnx's opset-13 form (QuantizeLinear alone saturates to [0, 255]).
+void emit_quantize(GraphBuilder& b, quant::Target target, const std::string& name,
+                   const quant::QParams& q, const std::string& in, const std::string& out) {
   QAT_CHECK(!q.per_channel() && q.scale.numel() == 1,
             "an activation quantizer must be per tensor (TensorRT: \"Activations-quantization "
             "does not support per-axis\")");
   const int32_t zero_point = q.zero_point.to(DType::kInt32).to_vector<int32_t>().at(0);
-  QAT_CHECK(zero_point == 0, "zero point ", zero_point,
-            ": TensorRT runs symmetric int8 only (zero point 0)");
-  QAT_CHECK(q.quant_min == -128 && q.quant_max == 127, "integer range [", q.quant_min, ", ",
-            q.quant_max, "]: ONNX int8 QuantizeLinear saturates to [-128, 127] only");
+  if (target == quant::Target::kTensorRT) {
+    QAT_CHECK(zero_point == 0, "zero point ", zero_point,
+              ": TensorRT runs symmetric int8 only (zero point 0)");
+    QAT_CHECK(q.quant_min == -128 && q.quant_max == 127, "integer range [", q.quant_min, ", ",
+              q.quant_max, "]: ONNX int8 QuantizeLinear saturates to [-128, 127] only");
+  }
+  const bool uint8 = uint8_range(q);
   const std::string scale = b.float_scalar(name + "/scale", q.scale.to_vector<float>()[0]);
-  const std::string zp = b.int8s(name + "/zero_point", {}, {0});
-  b.node("QuantizeLinear", name + "/quantize", {in, scale, zp}, {name + "/int8"});
-  b.node("DequantizeLinear", name + "/dequantize", {name + "/int8", scale, zp}, {out});
+  const std::string zp = zero_point_initializer(b, name + "/zero_point", {}, {zero_point}, uint8);
+  const std::string int8 = name + (uint8 ? "/uint8" : "/int8");
+  b.node("QuantizeLinear", name + "/quantize", {in, scale, zp}, {int8});
+  std::string codes = int8;
+  if (q.quant_max == 127 && uint8) {
+    const std::string max = b.uint8s(name + "/clip_max", {}, {127});
+    codes = name + "/clipped";
+    b.node("Clip", name + "/clip", {int8, "", max}, {codes});
+  }
+  b.node("DequantizeLinear", name + "/dequantize", {codes, scale, zp}, {out});
 }
 
-// An IntLayer: int8 weight -> DequantizeLinear(axis=0) with per-channel scales -> Conv / Gemm
-// with the float folded bias [-> activation] [-> output Q/DQ].
-void emit_int_layer(GraphBuilder& b, const Call& c, const graph::IntLayer& layer) {
+// An IntLayer: int8 weight -> DequantizeLinear with per-channel scales (axis=0) or a per-tensor
+// scale (qnnpack) and int8 zero points -> Conv / Gemm with the float folded bias
+// [-> activation] [-> output Q/DQ]. torch.onnx writes the float weight and a QuantizeLinear
+// (rint(w / s)); the int8 codes here are the ones the training forward used (the PyTorch
+// presets round w * (1 / s)), so the deployed weights are the trained ones.
+void emit_int_layer(GraphBuilder& b, quant::Target target, const Call& c,
+                    const graph::IntLayer& layer) {
   const Shape& shape = layer.weight.shape();
   const int64_t channels = shape.at(0);
+  const bool per_channel = layer.weight_qparams.per_channel();
+  const int64_t scales = per_channel ? channels : 1;
   QAT_CHECK(layer.weight.dtype() == DType::kInt8, "the IntLayer weight must be int8");
-  QAT_CHECK(layer.weight_qparams.scale.numel() == channels, channels, " output channels but ",
+  QAT_CHECK(layer.weight_qparams.scale.numel() == scales, channels, " output channels but ",
             layer.weight_qparams.scale.numel(), " weight scales");
-  for (const int32_t zp : layer.weight_qparams.zero_point.to(DType::kInt32).to_vector<int32_t>())
-    QAT_CHECK(zp == 0, "weight zero point ", zp, ": TensorRT runs symmetric int8 only");
+  QAT_CHECK(per_channel || target != quant::Target::kTensorRT,
+            "tensorrt weights are per channel, got a per-tensor weight quantizer");
+  QAT_CHECK(!per_channel || *layer.weight_qparams.axis == 0, "the weight quantizer's axis is ",
+            *layer.weight_qparams.axis, ", not 0 (output channels)");
+  const std::vector<int32_t> zero_points =
+      layer.weight_qparams.zero_point.to(DType::kInt32).to_vector<int32_t>();
+  for (const int32_t zp : zero_points)
+    QAT_CHECK(zp == 0, "weight zero point ", zp, ": qint8 weights are symmetric (zero point 0)");
   const int8_t* codes = layer.weight.data<int8_t>();
   const std::string w_int8 = b.int8s(c.name + "/weight_int8", shape,
                                      std::vector<int8_t>(codes, codes + layer.weight.numel()));
-  const std::string w_scale =
-      b.floats(c.name + "/weight_scale", {channels}, layer.weight_qparams.scale.to_vector<float>());
-  const std::string w_zp =
-      b.int8s(c.name + "/weight_zero_point", {channels}, std::vector<int8_t>(channels, 0));
-  attr_int(b.node("DequantizeLinear", c.name + "/weight_dequantize", {w_int8, w_scale, w_zp},
-                  {c.name + "/weight"}),
-           "axis", 0);
+  const Shape qparam_dims = per_channel ? Shape{channels} : Shape{};
+  const std::string w_scale = b.floats(c.name + "/weight_scale", qparam_dims,
+                                       layer.weight_qparams.scale.to_vector<float>());
+  const std::string w_zp = zero_point_initializer(b, c.name + "/weight_zero_point", qparam_dims,
+                                                  zero_points, /*uint8=*/false);
+  onnx::NodeProto& dequantize = b.node("DequantizeLinear", c.name + "/weight_dequantize",
+                                       {w_int8, w_scale, w_zp}, {c.name + "/weight"});
+  if (per_channel) attr_int(dequantize, "axis", 0);
   const std::string bias = layer.bias.defined() ? b.floats(c.name + "/bias", layer.bias) : "";
   const graph::Activation activation = float_activation(layer.activation);
   const int steps = 1 + (activation != graph::Activation::kNone) + layer.output.has_value();
@@ -537,7 +589,9 @@ void emit_int_layer(GraphBuilder& b, const Call& c, const graph::IntLayer& layer
     emit_activation(b, c.name + "/activation", activation, x, out);
     x = out;
   }
-  if (layer.output) emit_quantize(b, c.name + "/output", *layer.output, x, c.outputs.at(0));
+  if (layer.output) {
+    emit_quantize(b, target, c.name + "/output", *layer.output, x, c.outputs.at(0));
+  }
 }
 
 // ----- the walk shared by both exports -----
@@ -731,9 +785,10 @@ std::string to_onnx(const graph::Graph& graph, const OnnxExportOptions& options)
 }
 
 std::string to_onnx(const graph::IntModel& model, const OnnxExportOptions& options) {
-  QAT_CHECK(model.target == quant::Target::kTensorRT, "ONNX export: the IntModel's target is '",
+  QAT_CHECK(graph::runs_qdq(model.target), "ONNX export: the IntModel's target is '",
             quant::target_name(model.target),
-            "'; the ONNX Q/DQ export is for 'tensorrt' (HINT: tnn models go to export_tnn)");
+            "'; the ONNX Q/DQ export is for 'tensorrt' and the PyTorch presets (fbgemm, qnnpack, "
+            "qnnpack_perchannel) (HINT: tnn models go to export_tnn)");
   std::vector<NodeInfo> infos;
   int input = -1, output = -1;
   for (size_t i = 0; i < model.nodes.size(); ++i) {
@@ -751,9 +806,10 @@ std::string to_onnx(const graph::IntModel& model, const OnnxExportOptions& optio
       const Call c = e.call(static_cast<int>(i), node.op, node.op, node.attrs);
       if (node.op == "quantize") {
         QAT_CHECK(node.qparams.has_value(), "a quantize node without qparams");
-        emit_quantize(e.builder(), c.name, *node.qparams, c.inputs.at(0), c.outputs.at(0));
+        emit_quantize(e.builder(), model.target, c.name, *node.qparams, c.inputs.at(0),
+                      c.outputs.at(0));
       } else if (node.layer) {
-        emit_int_layer(e.builder(), c, *node.layer);
+        emit_int_layer(e.builder(), model.target, c, *node.layer);
       } else {
         emit_function(e.builder(), c);
       }
@@ -761,9 +817,15 @@ std::string to_onnx(const graph::IntModel& model, const OnnxExportOptions& optio
       throw Error("ONNX export: node '" + node.name + "' (" + node.op + "): " + err.what());
     }
   }
-  return e.finish(
-      "qat QAT model for TensorRT: Q/DQ (int8, zero point 0), per-channel int8 weights "
-      "(axis 0), BN folded");
+  if (model.target == quant::Target::kTensorRT) {
+    return e.finish(
+        "qat QAT model for TensorRT: Q/DQ (int8, zero point 0), per-channel int8 weights "
+        "(axis 0), BN folded");
+  }
+  return e.finish(std::string("qat QAT model, PyTorch preset '") +
+                  quant::target_name(model.target) +
+                  "': Q/DQ as torch.onnx exports fake quants (uint8 activations with zero "
+                  "points, int8 weights), BN folded");
 }
 
 void export_onnx(const graph::Graph& graph, const std::string& path,

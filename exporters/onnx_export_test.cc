@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <onnx/checker.h>
@@ -233,6 +234,111 @@ TEST_P(OnnxZooTest, TensorRTQdqExport) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, OnnxZooTest, ::testing::ValuesIn(test_util::zoo_cases()),
                          test_util::case_name);
+
+// The PyTorch presets export as torch.onnx (opset 13) writes a PyTorch 1.13 eager QAT model:
+// every activation quantizer a QuantizeLinear -> DequantizeLinear pair with the observer's
+// scale and uint8 zero point (fbgemm's reduce_range [0, 127]: a uint8 Clip(max 127) between
+// them), int8 weights with zero point 0 per channel along axis 0 (qnnpack: per tensor, 0-d).
+class OnnxPyTorchPresetTest
+    : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+TEST_P(OnnxPyTorchPresetTest, QdqExportWithUint8Activations) {
+  const auto& [model_name, target] = GetParam();
+  const auto qm = test_util::calibrated(test_util::zoo_model({model_name, model_name}), target);
+  const graph::IntModel int_model = graph::convert(*qm);
+  const onnx::ModelProto onnx_model = test_util::parse_model(to_onnx(int_model));
+  onnx::checker::check_model(onnx_model);
+  expect_model_header(onnx_model, 10);
+  const Index index(onnx_model);
+
+  int quantizers = 0, layers = 0;
+  for (const graph::IntNode& node : int_model.nodes) {
+    quantizers += node.op == "quantize";
+    layers += node.layer.has_value();
+  }
+  const int activation_qdq = quantizers + layers;  // every layer has an output quantizer
+  EXPECT_GT(quantizers, 0);
+  EXPECT_EQ(index.count("QuantizeLinear"), activation_qdq);
+  EXPECT_EQ(index.count("DequantizeLinear"), activation_qdq + layers);
+  EXPECT_EQ(index.count("Conv") + index.count("Gemm"), layers);
+
+  int code_clips = 0;  // Clips of QuantizeLinear's codes (ReLU6 exports as a float Clip)
+  for (const onnx::NodeProto& node : onnx_model.graph().node()) {
+    SCOPED_TRACE(node.name());
+    ASSERT_GE(int_model.find(doc_source(node)), 0) << node.doc_string();
+    const onnx::NodeProto* producer = index.producer(node.input(0));
+    if (node.op_type() == "Clip" && producer != nullptr &&
+        producer->op_type() == "QuantizeLinear") {
+      ++code_clips;
+      ASSERT_EQ(node.input_size(), 3);
+      EXPECT_EQ(node.input(1), "");
+      const onnx::TensorProto* max = index.initializer(node.input(2));
+      ASSERT_NE(max, nullptr);
+      EXPECT_EQ(max->data_type(), onnx::TensorProto::UINT8);
+      EXPECT_EQ(max->raw_data(), std::string(1, '\x7f'));
+      const onnx::NodeProto* reader = nullptr;
+      for (const onnx::NodeProto& n : onnx_model.graph().node())
+        if (n.input_size() > 0 && n.input(0) == node.output(0)) reader = &n;
+      ASSERT_NE(reader, nullptr);
+      EXPECT_EQ(reader->op_type(), "DequantizeLinear");
+      continue;
+    }
+    if (node.op_type() != "QuantizeLinear" && node.op_type() != "DequantizeLinear") continue;
+    ASSERT_EQ(node.input_size(), 3);
+    const onnx::TensorProto* scale = index.initializer(node.input(1));
+    const onnx::TensorProto* zp = index.initializer(node.input(2));
+    ASSERT_NE(scale, nullptr);
+    ASSERT_NE(zp, nullptr);
+    const onnx::TensorProto* weight = index.initializer(node.input(0));
+    if (weight == nullptr) {  // an activation: uint8, the observer's zero point
+      EXPECT_EQ(zp->data_type(), onnx::TensorProto::UINT8);
+      EXPECT_EQ(scale->dims_size(), 0);
+      EXPECT_EQ(zp->dims_size(), 0);
+      ASSERT_EQ(zp->raw_data().size(), 1u);
+      if (target == "fbgemm") {
+        EXPECT_LE(static_cast<uint8_t>(zp->raw_data()[0]), 127);
+      }
+      continue;
+    }
+    EXPECT_EQ(node.op_type(), "DequantizeLinear");
+    EXPECT_EQ(weight->data_type(), onnx::TensorProto::INT8);
+    EXPECT_EQ(zp->data_type(), onnx::TensorProto::INT8);
+    EXPECT_EQ(zp->raw_data(), std::string(zp->raw_data().size(), '\0'));
+    if (target == "qnnpack") {
+      EXPECT_EQ(find_attr(node, "axis"), nullptr);
+      EXPECT_EQ(scale->dims_size(), 0);
+      EXPECT_EQ(zp->dims_size(), 0);
+    } else {
+      const onnx::AttributeProto* axis = find_attr(node, "axis");
+      ASSERT_NE(axis, nullptr);
+      EXPECT_EQ(axis->i(), 0);
+      EXPECT_EQ(dims_of(*scale), std::vector<int64_t>{weight->dims(0)});
+    }
+  }
+  EXPECT_EQ(code_clips, target == "fbgemm" ? activation_qdq : 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Presets, OnnxPyTorchPresetTest,
+    ::testing::Combine(::testing::Values("resnet18", "mobilenet_v2"),
+                       ::testing::Values("fbgemm", "qnnpack", "qnnpack_perchannel")),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+      return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+    });
+
+// An integer range with no Q/DQ form (torch.onnx raises for it too) names the node.
+TEST(OnnxExport, RangeWithoutQdqFormNamesTheNode) {
+  const auto qm = test_util::calibrated(test_util::zoo_model({"resnet18", "resnet18"}), "qnnpack");
+  graph::IntModel int_model = graph::convert(*qm);
+  graph::IntNode* quantizer = nullptr;
+  for (graph::IntNode& node : int_model.nodes)
+    if (node.op == "quantize" && quantizer == nullptr) quantizer = &node;
+  ASSERT_NE(quantizer, nullptr);
+  quantizer->qparams->quant_max = 15;  // a 4-bit quint8 grid
+  const std::string error = error_of([&] { to_onnx(int_model); });
+  EXPECT_NE(error.find("node '" + quantizer->name + "' (quantize)"), std::string::npos) << error;
+  EXPECT_NE(error.find("integer range [0, 15]"), std::string::npos) << error;
+}
 
 TEST(OnnxExport, FloatOpsOfAUserModel) {
   auto model = std::make_shared<test_util::OpsNet>();

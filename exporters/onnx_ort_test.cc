@@ -1,7 +1,7 @@
 // The exported ONNX files run in ONNX Runtime (onnxruntime-node, graph optimizations disabled)
-// against qat: the float export equals the float eval forward, the tensorrt Q/DQ export equals
-// graph::simulate(). Needs node and onnxruntime-node in $QAT_ORT_DIR (tools/test.sh installs
-// it); without them the test fails and says how to install.
+// against qat: the float export equals the float eval forward, the Q/DQ exports (tensorrt, and
+// the PyTorch presets fbgemm / qnnpack) equal graph::simulate(). Needs node and onnxruntime-node in
+// $QAT_ORT_DIR (tools/test.sh installs it); without them the test fails and says how to install.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -19,6 +19,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -425,6 +426,77 @@ TEST_P(OrtZooTest, QdqExportEqualsSimulate) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, OrtZooTest, ::testing::ValuesIn(test_util::zoo_cases()),
                          test_util::case_name);
+
+// The PyTorch presets' Q/DQ export (uint8 activations with zero points; fbgemm's [0, 127]
+// through torch.onnx's Clip) run in ORT equals graph::simulate() with kOnnxRuntime: node by
+// node on ORT's own inputs and end to end at batch 1, bit for bit; batch 8 and the fake-quant
+// eval forward (which rounds x * (1 / s), not QuantizeLinear's x / s) are reported.
+class OrtPyTorchPresetTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(ort_available()); }
+};
+
+TEST_P(OrtPyTorchPresetTest, QdqExportEqualsSimulate) {
+  const auto& [model_name, target] = GetParam();
+  const std::string label = model_name + "_" + target;
+  const auto qm = test_util::calibrated(test_util::zoo_model({model_name, model_name}), target);
+  const graph::IntModel int_model = graph::convert(*qm);
+  const std::string path = temp_dir() + "/" + label + "_qdq.onnx";
+  export_onnx(int_model, path);
+  const std::string probe_path = temp_dir() + "/" + label + "_qdq_probes.onnx";
+  {
+    std::ofstream file(probe_path, std::ios::binary);
+    file << with_probe_outputs(to_onnx(int_model), int_model);
+  }
+  std::vector<OrtJob> jobs = {{probe_path, test_util::random_input({1, 3, 32, 32}, 21), {}},
+                              {path, test_util::random_input({8, 3, 32, 32}, 22), {}}};
+  ASSERT_NO_FATAL_FAILURE(run_ort(label + "_qdq", jobs));
+  const graph::SimulateOptions ort_order = with_accumulation(graph::Accumulation::kOnnxRuntime);
+
+  const std::vector<std::vector<Tensor>> sim = simulate_all(int_model, jobs[0].input, ort_order);
+  const NodeAgreement nodes = compare_nodes(
+      int_model, sim, read_probes(int_model, sim, temp_dir() + "/" + label + "_qdq_0"),
+      jobs[0].input, ort_order);
+  std::cout << "[ort] " << label
+            << " qdq batch 1, per node on ORT's inputs: " << nodes.codes_differing_local << " of "
+            << nodes.codes << " quantize-node codes differ, " << nodes.float_nodes_inexact << " of "
+            << nodes.float_nodes << " other nodes inexact (worst " << nodes.worst_float_node
+            << ", rel " << nodes.worst_float_rel << "); end to end "
+            << nodes.codes_differing_end_to_end << " codes differ"
+            << (nodes.first_divergence.empty() ? "" : ", first at ") << nodes.first_divergence
+            << std::endl;
+  EXPECT_GT(nodes.codes, 0);
+  EXPECT_EQ(nodes.codes_differing_local, 0) << label;
+  EXPECT_EQ(nodes.float_nodes_inexact, 0)
+      << label << ": worst " << nodes.worst_float_node << " (rel " << nodes.worst_float_rel << ")";
+  EXPECT_EQ(nodes.codes_differing_end_to_end, 0) << label << ": " << nodes.first_divergence;
+
+  const Diff one = diff(graph::simulate(int_model, jobs[0].input, ort_order), jobs[0].output);
+  const Diff eight = diff(graph::simulate(int_model, jobs[1].input, ort_order), jobs[1].output);
+  report(label + " qdq vs simulate(kOnnxRuntime) batch 1", one);
+  report(label + " qdq vs simulate(kOnnxRuntime) batch 8", eight);
+  EXPECT_EQ(one.mismatches, 0) << label;
+  RecordProperty("qdq_batch8", std::to_string(eight.mismatches) + " of " +
+                                   std::to_string(eight.numel) + " outputs differ");
+
+  Tensor fake_quant;
+  {
+    NoGradGuard no_grad;
+    fake_quant = qm->forward(jobs[0].input);
+  }
+  const Diff eval = diff(fake_quant, jobs[0].output);
+  report(label + " qdq vs fake-quant eval forward batch 1", eval);
+  RecordProperty("fake_quant_batch1", std::to_string(eval.mismatches) + " of " +
+                                          std::to_string(eval.numel) + " outputs differ");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Presets, OrtPyTorchPresetTest,
+    ::testing::Combine(::testing::Values("resnet18", "mobilenet_v2"),
+                       ::testing::Values("fbgemm", "qnnpack")),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+      return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+    });
 
 TEST(OrtOps, FloatOpsOfAUserModel) {
   ASSERT_TRUE(ort_available());

@@ -64,12 +64,13 @@ inline std::shared_ptr<nn::Module> zoo_model(const ZooCase& c) {
 
 using testing::random_input;
 
-// The QAT life cycle up to deployment for target tensorrt: prepare, a few calibration forwards
-// in train mode (observers on, BN on batch statistics), then observers and BN frozen, eval.
-inline std::shared_ptr<graph::QuantizableModel> calibrated_tensorrt(
-    std::shared_ptr<nn::Module> model) {
+// The QAT life cycle up to deployment for the preset `target` ("tensorrt", "fbgemm", ...):
+// prepare, a few calibration forwards in train mode (observers on, BN on batch statistics),
+// then observers and BN frozen, eval.
+inline std::shared_ptr<graph::QuantizableModel> calibrated(std::shared_ptr<nn::Module> model,
+                                                           const std::string& target) {
   auto qm = std::make_shared<graph::QuantizableModel>(std::move(model), Shape{2, 3, 32, 32},
-                                                      quant::QConfig::preset("tensorrt"));
+                                                      quant::QConfig::preset(target));
   qm->train();
   manual_seed(0);  // train-mode dropout draws from the default generator: same scales every run
   {
@@ -80,6 +81,11 @@ inline std::shared_ptr<graph::QuantizableModel> calibrated_tensorrt(
   quant::freeze_bn_stats(*qm);
   qm->eval();
   return qm;
+}
+
+inline std::shared_ptr<graph::QuantizableModel> calibrated_tensorrt(
+    std::shared_ptr<nn::Module> model) {
+  return calibrated(std::move(model), "tensorrt");
 }
 
 inline onnx::ModelProto parse_model(const std::string& bytes) {

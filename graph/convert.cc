@@ -62,6 +62,22 @@ const quant::FakeQuantize* input_quantizer(const Graph& graph, const GraphNode& 
              : nullptr;
 }
 
+// A per-tensor weight quantizer (qnnpack's per_tensor_symmetric) as the equal per-channel one
+// along axis 0 with `channels` copies of its scale and zero point; a per-channel one unchanged.
+quant::QParams per_channel_weight_qparams(const quant::QParams& qparams, int64_t channels) {
+  if (qparams.per_channel()) return qparams;
+  quant::QParams out = qparams;
+  out.axis = 0;
+  out.scale = Tensor::from_vector(
+      std::vector<float>(channels, qparams.scale.to(DType::kFloat32).to_vector<float>().at(0)),
+      {channels});
+  out.zero_point = Tensor::from_vector(
+      std::vector<int32_t>(channels,
+                           qparams.zero_point.to(DType::kInt32).to_vector<int32_t>().at(0)),
+      {channels});
+  return out;
+}
+
 // A QAT conv / linear node as a "conv2d" / "linear" IntNode (name, inputs, shapes already set).
 void convert_layer(const Graph& graph, const GraphNode& node, const quant::QatModule& module,
                    IntNode& out) {
@@ -79,12 +95,14 @@ void convert_layer(const Graph& graph, const GraphNode& node, const quant::QatMo
   const quant::FoldedWeights folded = module.fold();
   IntLayer layer;
   layer.weight_qparams = frozen_qparams(*module.weight_fake_quant(), "its weight quantizer");
-  layer.weight = quant::quantize_weight(folded.weight, layer.weight_qparams);
+  const quant::QParams per_channel =
+      per_channel_weight_qparams(layer.weight_qparams, folded.weight.size(0));
+  layer.weight = quant::quantize_weight(folded.weight, per_channel);
   layer.bias = folded.bias;
   const quant::FakeQuantize* input = input_quantizer(graph, node);
   if (layer.bias.defined() && input != nullptr) {
     const quant::QParams in = input->qparams();
-    layer.bias_int32 = quant::int32_bias(layer.bias, in.scale.data<float>()[0], layer.weight_qparams);
+    layer.bias_int32 = quant::int32_bias(layer.bias, in.scale.data<float>()[0], per_channel);
   }
   layer.activation = module.options().activation();
   if (module.activation_post_process()) {
@@ -205,10 +223,6 @@ void assign_tnn_scales(const Graph& graph, int index, IntModel& out) {
 
 IntModel convert(const QuantizableModel& model) {
   const std::optional<quant::QConfig>& qconfig = model.qconfig();
-  QAT_CHECK(!qconfig || qconfig->target == quant::Target::kTensorRT ||
-                qconfig->target == quant::Target::kTNN,
-            "convert: target '", quant::target_name(qconfig->target),
-            "' is not converted yet (only 'tensorrt' and 'tnn')");
   const Graph& graph = model.graph();
   IntModel out;
   out.target = qconfig ? qconfig->target : quant::Target::kTensorRT;

@@ -21,7 +21,13 @@ namespace qat::graph {
 // (float32) and bias_int32 = round(b' / (s_in * s_w[c])) rounded half away from zero (TNN's
 // float2int8 rule, the tnn qconfig's rounding; TNN's own tool truncates), s_in being its input
 // blob's scale; black-listed and float-island ops stay float ops that simulate() feeds
-// dequantized values. Targets other than "tensorrt" and "tnn" throw.
+// dequantized values.
+// "fbgemm", "qnnpack", "qnnpack_perchannel" (onnx_qdq.md §8): as tensorrt, plus the placement of
+// prepare_qat.h (conv / linear output quantizers become IntLayer::output, add / cat observers
+// "quantize" nodes) with PyTorch's grids: quint8 activations with their zero points on [0, 255]
+// (fbgemm's reduce_range: [0, 127]), qint8 symmetric weights on [-128, 127], per channel
+// (qnnpack: per tensor, kept per tensor in weight_qparams), weight codes rounded as PyTorch's
+// fake quant does (zp + rint(w * (1 / s))), so the codes are the trained weights exactly.
 // Throws qat::Error naming the node for what it cannot
 // convert: an unprepared model, a float conv / linear / BN (black-listed or not prepared), a
 // quantizer that never observed data or whose fake quant is disabled, a weight grid that is not

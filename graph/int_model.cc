@@ -23,9 +23,12 @@ namespace {
 
 using Tensors = std::vector<Tensor>;
 
-// QuantizeLinear then DequantizeLinear (ONNX opset 13): rint(x / s), saturated, times s.
-Tensor quantize_dequantize(const Tensor& x, quant::QParams qparams) {
-  qparams.rounding = RoundingMode::kHalfEvenDiv;
+// QuantizeLinear then DequantizeLinear (ONNX opset 13): rint(x / s) + zp, saturated to
+// [quant_min, quant_max], minus zp, times s; `rounding` replaces rint(x / s) when set
+// (SimulateOptions::rounding).
+Tensor quantize_dequantize(const Tensor& x, quant::QParams qparams,
+                           std::optional<RoundingMode> rounding) {
+  qparams.rounding = rounding.value_or(RoundingMode::kHalfEvenDiv);
   return quant::fake_quantize(x, qparams);
 }
 
@@ -81,9 +84,9 @@ Tensor linear_onnxruntime(const Tensor& x, const Tensor& w, const Tensor& b) {
 
 // A conv2d / linear node on its (dequantized) input, TensorRT's way: float32 on the
 // dequantized int8 weight plus the float bias, summed as `accumulation` says.
-Tensor run_layer(const IntNode& node, const Tensor& x, Accumulation accumulation) {
+Tensor run_layer(const IntNode& node, const Tensor& x, const SimulateOptions& options) {
   const IntLayer& layer = *node.layer;
-  const bool ort = accumulation == Accumulation::kOnnxRuntime;
+  const bool ort = options.accumulation == Accumulation::kOnnxRuntime;
   Tensor y;
   if (node.op == "conv2d") {
     y = ort ? conv2d_onnxruntime(node, x, layer.dequantized_weight(), layer.bias)
@@ -93,7 +96,7 @@ Tensor run_layer(const IntNode& node, const Tensor& x, Accumulation accumulation
             : ops::linear(x, layer.dequantized_weight(), layer.bias);
   }
   y = apply_activation(y, layer.activation);
-  return layer.output ? quantize_dequantize(y, *layer.output) : y;
+  return layer.output ? quantize_dequantize(y, *layer.output, options.rounding) : y;
 }
 
 // The averaging reductions whose float32 order ORT fixes too, for Accumulation::kOnnxRuntime:
@@ -125,8 +128,10 @@ Tensors run_tensorrt_node(const IntNode& node, const Tensors& in, const Tensor& 
                           const SimulateOptions& options) {
   if (node.op == "input") return {input};
   if (node.op == "output") return {};
-  if (node.op == "quantize") return {quantize_dequantize(in.at(0), *node.qparams)};
-  if (node.layer) return {run_layer(node, in.at(0), options.accumulation)};
+  if (node.op == "quantize") {
+    return {quantize_dequantize(in.at(0), *node.qparams, options.rounding)};
+  }
+  if (node.layer) return {run_layer(node, in.at(0), options)};
   if (options.accumulation == Accumulation::kOnnxRuntime && in.size() == 1) {
     const Tensor y = run_reduction_onnxruntime(node, in[0]);
     if (y.defined()) return {y};
@@ -512,18 +517,27 @@ Tensor simulate_tensorrt(const IntModel& model, const Tensor& input,
 Tensor IntLayer::dequantized_weight() const {
   const int64_t channels = weight.size(0);
   const int64_t inner = weight.numel() / channels;
-  QAT_CHECK(weight_qparams.scale.numel() == channels, "IntLayer: ", channels,
-            " output channels but ", weight_qparams.scale.numel(), " weight scales");
+  const bool per_tensor = !weight_qparams.per_channel();
+  QAT_CHECK(
+      per_tensor ? weight_qparams.scale.numel() == 1 : weight_qparams.scale.numel() == channels,
+      "IntLayer: ", channels, " output channels but ", weight_qparams.scale.numel(),
+      per_tensor ? " per-tensor" : "", " weight scales");
   Tensor out = Tensor::empty(weight.shape());
   const int8_t* q = weight.data<int8_t>();
   const float* scale = weight_qparams.scale.data<float>();
+  const std::vector<int32_t> zero_point =
+      weight_qparams.zero_point.to(DType::kInt32).to_vector<int32_t>();
   float* w = out.data<float>();
   for (int64_t c = 0; c < channels; ++c) {
+    const float s = scale[per_tensor ? 0 : c];
+    const int32_t zp = zero_point.at(per_tensor ? 0 : c);
     for (int64_t i = c * inner; i < (c + 1) * inner; ++i)
-      w[i] = static_cast<float>(q[i]) * scale[c];
+      w[i] = static_cast<float>(static_cast<int32_t>(q[i]) - zp) * s;
   }
   return out;
 }
+
+bool runs_qdq(quant::Target target) { return target != quant::Target::kTNN; }
 
 int IntModel::find(const std::string& name) const {
   for (size_t i = 0; i < nodes.size(); ++i)
@@ -561,9 +575,6 @@ std::vector<int> tnn_load_fusions(const IntModel& model) {
 }
 
 Tensor simulate(const IntModel& model, const Tensor& input, const SimulateOptions& options) {
-  QAT_CHECK(model.target == quant::Target::kTensorRT || model.target == quant::Target::kTNN,
-            "simulate: target '", quant::target_name(model.target),
-            "' is not simulated yet (only 'tensorrt' and 'tnn')");
   NoGradGuard no_grad;
   return model.target == quant::Target::kTNN ? simulate_tnn(model, input, options)
                                              : simulate_tensorrt(model, input, options);
@@ -572,9 +583,9 @@ Tensor simulate(const IntModel& model, const Tensor& input, const SimulateOption
 std::vector<Tensor> simulate_tensorrt_node(const IntModel& model, int index,
                                            const std::vector<Tensor>& inputs, const Tensor& input,
                                            const SimulateOptions& options) {
-  QAT_CHECK(model.target == quant::Target::kTensorRT,
-            "simulate_tensorrt_node: the model's target is '", quant::target_name(model.target),
-            "', not 'tensorrt'");
+  QAT_CHECK(runs_qdq(model.target), "simulate_tensorrt_node: the model's target is '",
+            quant::target_name(model.target),
+            "', not 'tensorrt' or a PyTorch preset (fbgemm, qnnpack, qnnpack_perchannel)");
   QAT_CHECK(index >= 0 && index < static_cast<int>(model.nodes.size()),
             "simulate_tensorrt_node: no node ", index, " in a model of ", model.nodes.size());
   const IntNode& node = model.nodes[index];

@@ -24,7 +24,8 @@ struct IntLayer {
   // int8 codes of the folded weight W' ([OC, IC / groups, KH, KW] or [OC, IC]), in
   // [weight_qparams.quant_min, weight_qparams.quant_max].
   Tensor weight;
-  // The frozen weight scales: per channel along axis 0 ([OC]), zero point 0.
+  // The frozen weight qparams, zero point 0: per channel along axis 0 ([OC]), or per tensor
+  // ([1], qnnpack's per_tensor_symmetric weights).
   quant::QParams weight_qparams;
   // The folded bias b' (float32 [OC]); undefined when the layer has none. TensorRT adds it in
   // float.
@@ -36,7 +37,9 @@ struct IntLayer {
   // int32 accumulator into float. Undefined for tensorrt.
   Tensor accumulator_scale;
   quant::FusedActivation activation = quant::FusedActivation::kNone;
-  // The requantized output (tnn's conv / FC); nullopt: the output stays float (tensorrt).
+  // The requantized output (tnn's conv / FC; the PyTorch presets' activation_post_process inside
+  // the QAT module, after the fused activation: a Q/DQ pair); nullopt: the output stays float
+  // (tensorrt).
   std::optional<quant::QParams> output;
 
   // weight * scale per output channel (float32): the weight a Q/DQ graph's DequantizeLinear
@@ -46,7 +49,9 @@ struct IntLayer {
 
 // One node of an IntModel. op is one of
 //   "input", "output"      the model's input and output
-//   "quantize"             a quantizer of one blob (qparams); a Q/DQ pair for tensorrt; for tnn
+//   "quantize"             a quantizer of one blob (qparams); a Q/DQ pair for tensorrt and the
+//                          PyTorch presets (uint8 zero point on [0, 255] or fbgemm's reduce_range
+//                          [0, 127] for quint8 activations); for tnn
 //                          float2int8(x / s) of a float input, a requantization
 //                          float2int8(q * s_in / s) of an int8 one
 //   "conv2d", "linear"     a weighted layer (layer; conv2d attrs: stride, padding, dilation,
@@ -60,7 +65,7 @@ struct IntNode {
   std::vector<Value> inputs;  // as in the graph; node indices are the graph's
   OpAttrs attrs;
   std::vector<Shape> output_shapes;       // as traced
-  std::optional<quant::QParams> qparams;  // "quantize" only: per tensor
+  std::optional<quant::QParams> qparams;  // "quantize" only: per tensor, with its zero point
   std::optional<IntLayer> layer;          // "conv2d" / "linear" only
   // tnn: the blob scale of each output (float ~ q * s) when that output is int8, nullopt when it
   // is float. Int8 are the outputs of "quantize", conv / linear (the layer's output scale), a
@@ -71,6 +76,10 @@ struct IntNode {
   // tnn int8 add / cat: the blob scale of each input (their producers' output_scales).
   std::vector<float> input_scales;
 };
+
+// Whether simulate() runs a model of `target` as an ONNX Q/DQ graph: tensorrt and the PyTorch
+// presets (fbgemm, qnnpack, qnnpack_perchannel); tnn runs on int8 blobs.
+bool runs_qdq(quant::Target target);
 
 // Nodes in the graph's (topological) order; node i is the graph's node i.
 struct IntModel {
@@ -109,11 +118,23 @@ struct SimulateOptions {
   // another order differ in the last bits, and a value that close to a rounding boundary of the
   // next quantizer flips one int8 code, which then spreads through the later layers.
   Accumulation accumulation = Accumulation::kOneDnn;
+  // tensorrt and the PyTorch presets: the rounding of every quantizer of activations. Unset:
+  // QuantizeLinear's rint(x / s), what ONNX Runtime and TensorRT compute. Set to the preset's
+  // training rounding (RoundingMode::kHalfEvenMul, PyTorch's rint(x * (1 / s))), simulate()
+  // with kOneDnn equals the fake-quant eval forward bit for bit: for measuring what the
+  // export's rounding rule changes.
+  std::optional<RoundingMode> rounding;
 };
 
 // Runs `model` on `input` (float32 [N, ...]) as the target's runtime does, without autograd.
-// tensorrt: the ONNX Q/DQ graph as ONNX Runtime computes it with optimizations off -- each
-// quantizer is QuantizeLinear (x / s, half to even, saturated) then DequantizeLinear (q * s),
+// tensorrt and the PyTorch presets (fbgemm, qnnpack, qnnpack_perchannel): the ONNX Q/DQ graph
+// as ONNX Runtime computes it with optimizations off -- each quantizer is QuantizeLinear
+// (rint(x / s) + zp, half to even, saturated to [quant_min, quant_max]; fbgemm's [0, 127] is
+// torch.onnx's QuantizeLinear -> Clip(max 127) -> DequantizeLinear) then DequantizeLinear
+// ((q - zp) * s). The PyTorch presets train with PyTorch's zp + rint(x * (1 / s)), which
+// differs from x / s when x * (1 / s) lands on the other side of a rounding boundary (rarely:
+// measured in graph/convert_pytorch_test.cc), so simulate() equals the exported model in ONNX
+// Runtime, not the fake-quant forward, bit for bit;
 // conv / linear run in float32 on dequantized_weight() plus the float bias (summed as
 // options.accumulation says), the other ops in float32.
 // tnn: the int8 kernels of tnn_format.md §3.4 on int8 blobs (output_scales):
