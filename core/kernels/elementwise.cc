@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -245,20 +247,46 @@ void clamp_forward(const T* x, T lo, T hi, T* y, int64_t n) {
   }
 }
 
+// The masked backward passes below compute `keep ? dy : +0` as dy's bits ANDed with all ones or
+// all zeros: bit-identical to the select (NaN/inf dy and -0 included), but without a branch, so
+// the loops vectorize (and do not mispredict on random signs, as `y > 0 ? dy : 0` did: 0.5 s of
+// mobilenet_v2's 1.3 s float step at 224 went to the branchy ReLU6 backward).
+template <class T>
+struct SameSizeUint;
+template <>
+struct SameSizeUint<float> {
+  using type = uint32_t;
+};
+template <>
+struct SameSizeUint<double> {
+  using type = uint64_t;
+};
+
+template <class T>
+inline T keep_or_zero(bool keep, T v) {
+  using U = typename SameSizeUint<T>::type;
+  U bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= U(0) - static_cast<U>(keep);  // all ones if keep, else 0
+  std::memcpy(&v, &bits, sizeof bits);
+  return v;
+}
+
 template <class T>
 void relu_backward(const T* y, const T* dy, T* dx, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) dx[i] = keep_or_zero(y[i] > T(0), dy[i]);
 }
 
 template <class T>
 void clamp_backward(const T* x, T lo, T hi, bool inclusive, const T* dy, T* dx, int64_t n) {
+  // Non-short-circuit `&`: both comparisons are cheap and a `&&` would be a branch.
   if (inclusive) {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) dx[i] = lo <= x[i] && x[i] <= hi ? dy[i] : T(0);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) dx[i] = keep_or_zero((lo <= x[i]) & (x[i] <= hi), dy[i]);
   } else {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) dx[i] = lo < x[i] && x[i] < hi ? dy[i] : T(0);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) dx[i] = keep_or_zero((lo < x[i]) & (x[i] < hi), dy[i]);
   }
 }
 

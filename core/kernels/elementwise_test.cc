@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -148,6 +149,50 @@ TEST(ElementwiseKernels, ClampKeepsNaNAndMasksByInclusivity) {
   EXPECT_EQ(strict, (std::vector<float>{0, 0, 1, 0, 0, 0}));
   EXPECT_EQ(inclusive, (std::vector<float>{0, 1, 1, 1, 0, 0}));
   EXPECT_EQ(relu, (std::vector<float>{0, 0, 1, 1, 1, 0}));
+}
+
+// The branch-free masked backward against the plain select it replaces, bit for bit: special
+// values in x and dy (NaN, infinities, signed zeros, the bounds themselves) and a long random
+// run, so the vectorized body and its remainder loop both see them.
+template <class T>
+void expect_masked_backward_matches_select() {
+  const T inf = std::numeric_limits<T>::infinity();
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  const std::vector<T> special = {-inf, -1, T(-0.0), 0, T(1e-30), 3, 6, T(6.5), inf, nan};
+  std::vector<T> x, dy;
+  for (T a : special) {
+    for (T b : special) {
+      x.push_back(a);
+      dy.push_back(b);
+    }
+  }
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-8, 8);
+  for (int i = 0; i < 70001; ++i) {  // above the parallel grain
+    x.push_back(static_cast<T>(u(rng)));
+    dy.push_back(static_cast<T>(u(rng)));
+  }
+  const int64_t n = static_cast<int64_t>(x.size());
+  auto same_bits = [](const std::vector<T>& a, const std::vector<T>& b) {
+    return std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  };
+  std::vector<T> got(x.size()), want(x.size());
+  relu_backward(x.data(), dy.data(), got.data(), n);
+  for (int64_t i = 0; i < n; ++i) want[i] = x[i] > T(0) ? dy[i] : T(0);
+  EXPECT_TRUE(same_bits(got, want)) << "relu_backward";
+  for (bool inclusive : {false, true}) {
+    clamp_backward(x.data(), T(0), T(6), inclusive, dy.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const bool keep = inclusive ? T(0) <= x[i] && x[i] <= T(6) : T(0) < x[i] && x[i] < T(6);
+      want[i] = keep ? dy[i] : T(0);
+    }
+    EXPECT_TRUE(same_bits(got, want)) << "clamp_backward inclusive=" << inclusive;
+  }
+}
+
+TEST(ElementwiseKernels, MaskedBackwardIsBitIdenticalToSelect) {
+  expect_masked_backward_matches_select<float>();
+  expect_masked_backward_matches_select<double>();
 }
 
 // Reference permute by explicit index arithmetic.
