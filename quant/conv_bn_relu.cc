@@ -66,18 +66,22 @@ Tensor ConvBn2d::forward_impl(const Tensor& input) {
   const Tensor scaled_weight = ops::mul(conv_->weight, ops::reshape(s, per_weight_row));
   Tensor y = ops::conv2d(input, weight_fake_quant()->forward(scaled_weight), Tensor(), params);
   const Tensor dead = zero_scale_mask(s);
-  if (dead.defined()) {
-    // s + dead is s where s != 0 and 1 where s == 0 (see the header); the dead channels' float
-    // conv costs a second conv, only while some gamma is exactly 0.
-    y = ops::div(y, ops::reshape(ops::add(s, dead), per_output_channel));
-    const Tensor dead_weight = ops::mul(conv_->weight, dead.view(per_weight_row));
-    y = ops::add(y, ops::conv2d(input, dead_weight, Tensor(), params));
-  } else {
-    y = ops::div(y, ops::reshape(s, per_output_channel));
-  }
-  if (conv_->bias.defined()) y = ops::add(y, ops::reshape(conv_->bias, per_output_channel));
-
   bn_->num_batches_tracked.data<int64_t>()[0] += 1;
+  if (!dead.defined()) {
+    // BN(y / s + b) as one op: batch_norm_scaled_input takes the per-channel 1 / s and b and
+    // never materializes y / s + b (nor its gradient), which saves several passes over y.
+    const Tensor inv_s = ops::div(Tensor::ones({oc}), s);
+    y = ops::batch_norm_scaled_input(y, inv_s, conv_->bias, bn_->running_mean, bn_->running_var,
+                                     bn_->weight, bn_->bias, bn_->options.momentum(),
+                                     bn_->options.eps());
+    return finish_output(y, input);
+  }
+  // s + dead is s where s != 0 and 1 where s == 0 (see the header); the dead channels' float
+  // conv costs a second conv, only while some gamma is exactly 0.
+  y = ops::div(y, ops::reshape(ops::add(s, dead), per_output_channel));
+  const Tensor dead_weight = ops::mul(conv_->weight, dead.view(per_weight_row));
+  y = ops::add(y, ops::conv2d(input, dead_weight, Tensor(), params));
+  if (conv_->bias.defined()) y = ops::add(y, ops::reshape(conv_->bias, per_output_channel));
   y = ops::batch_norm(y, bn_->running_mean, bn_->running_var, bn_->weight, bn_->bias,
                       /*training=*/true, bn_->options.momentum(), bn_->options.eps());
   return finish_output(y, input);

@@ -1,6 +1,7 @@
 #include "core/kernels/batch_norm.h"
 
 #include <cmath>
+#include <vector>
 
 // Why OpenMP loops and not oneDNN: for plain NCHW float data oneDNN 2.6 picks its generic C++
 // `ncsp_bnorm` implementation; its JIT kernel wants nChw16c, which costs a reorder of x (and dy)
@@ -115,6 +116,72 @@ void batch_norm_backward(int64_t N, int64_t C, int64_t S, const float* dy, const
   }
 }
 
+// ---- batch norm of z = a * x + b (see the header)
+
+void batch_norm_scaled_forward(int64_t N, int64_t C, int64_t S, const float* x, const float* mean,
+                               const float* var, const float* a, const float* gamma,
+                               const float* beta, double eps, float* y) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S >= kParallelGrain)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const double ac = a[c];
+      const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
+      const float mu = mean[c];
+      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) * ac * invstd_z);
+      const float shift = beta ? beta[c] : 0.0f;
+      const float* xr = x + (n * C + c) * S;  // [S]
+      float* yr = y + (n * C + c) * S;        // [S]
+#pragma omp simd
+      for (int64_t i = 0; i < S; ++i) yr[i] = (xr[i] - mu) * scale + shift;
+    }
+  }
+}
+
+void batch_norm_scaled_backward(int64_t N, int64_t C, int64_t S, const float* dy, const float* x,
+                                const float* mean, const float* var, const float* a,
+                                const float* gamma, double eps, float* dx, float* da, float* db,
+                                float* dgamma, float* dbeta) {
+  const int64_t M = N * S;
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelGrain)
+  for (int64_t c = 0; c < C; ++c) {
+    const float mu = mean[c];
+    const double ac = a[c];
+    const double g = gamma ? gamma[c] : 1.0;
+    const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
+    double sum_dy = 0, sum_dy_xmu = 0;  // sum(dy), sum(dy * (x - mu))
+    for (int64_t n = 0; n < N; ++n) {
+      const float* dyr = dy + (n * C + c) * S;  // [S]
+      const float* xr = x + (n * C + c) * S;    // [S]
+      float row_dy = 0, row_dy_xmu = 0;
+#pragma omp simd reduction(+ : row_dy, row_dy_xmu)
+      for (int64_t i = 0; i < S; ++i) {
+        row_dy += dyr[i];
+        row_dy_xmu += dyr[i] * (xr[i] - mu);
+      }
+      sum_dy += row_dy;
+      sum_dy_xmu += row_dy_xmu;
+    }
+    // zhat = a * invstd_z * (x - mu), so sum(dy * zhat) = a * invstd_z * sum_dy_xmu.
+    if (dgamma) dgamma[c] = static_cast<float>(ac * invstd_z * sum_dy_xmu);
+    if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
+    if (da) da[c] = static_cast<float>(g * eps * invstd_z * invstd_z * invstd_z * sum_dy_xmu);
+    if (db) db[c] = 0.0f;
+    if (!dx) continue;
+    // dx = a * dz = A * dy + B * (x - mu) + K, BN's dz formula with per-channel constants.
+    const double A = ac * g * invstd_z;
+    const float fa = static_cast<float>(A);
+    const float fb = static_cast<float>(-A * ac * ac * invstd_z * invstd_z * sum_dy_xmu / M);
+    const float fk = static_cast<float>(-A * sum_dy / M);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* dyr = dy + (n * C + c) * S;  // [S]
+      const float* xr = x + (n * C + c) * S;    // [S]
+      float* dxr = dx + (n * C + c) * S;        // [S]
+#pragma omp simd
+      for (int64_t i = 0; i < S; ++i) dxr[i] = fa * dyr[i] + fb * (xr[i] - mu) + fk;
+    }
+  }
+}
+
 // ---- reference loops
 
 template <class T>
@@ -199,5 +266,72 @@ template void batch_norm_backward_ref<double>(int64_t, int64_t, int64_t, const d
                                               const double*, const double*, const double*,
                                               const double*, double, bool, double*, double*,
                                               double*);
+
+template <class T>
+void batch_norm_scaled_forward_ref(int64_t N, int64_t C, int64_t S, const T* x, const T* a,
+                                   const T* b, const T* gamma, const T* beta, double eps, T* y) {
+  std::vector<double> z(N * C * S), mean(C), var(C);
+  for (int64_t j = 0; j < N * C * S; ++j) {
+    const int64_t c = (j / S) % C;
+    z[j] = static_cast<double>(a[c]) * x[j] + (b ? b[c] : 0.0);
+  }
+  batch_norm_stats_ref(N, C, S, z.data(), mean.data(), var.data());
+  std::vector<double> g(C, 1.0), bt(C, 0.0), out(N * C * S);
+  for (int64_t c = 0; c < C; ++c) {
+    if (gamma) g[c] = gamma[c];
+    if (beta) bt[c] = beta[c];
+  }
+  batch_norm_forward_ref(N, C, S, z.data(), mean.data(), var.data(), g.data(), bt.data(), eps,
+                         out.data());
+  for (int64_t j = 0; j < N * C * S; ++j) y[j] = static_cast<T>(out[j]);
+}
+
+template <class T>
+void batch_norm_scaled_backward_ref(int64_t N, int64_t C, int64_t S, const T* dy, const T* x,
+                                    const T* a, const T* b, const T* gamma, double eps, T* dx,
+                                    T* da, T* db, T* dgamma, T* dbeta) {
+  const int64_t total = N * C * S;
+  std::vector<double> z(total), dyd(total), dz(total), mean(C), var(C), g(C, 1.0);
+  for (int64_t j = 0; j < total; ++j) {
+    const int64_t c = (j / S) % C;
+    z[j] = static_cast<double>(a[c]) * x[j] + (b ? b[c] : 0.0);
+    dyd[j] = dy[j];
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    if (gamma) g[c] = gamma[c];
+  }
+  batch_norm_stats_ref(N, C, S, z.data(), mean.data(), var.data());
+  std::vector<double> dg(C), dbt(C);
+  batch_norm_backward_ref(N, C, S, dyd.data(), z.data(), mean.data(), var.data(), g.data(), eps,
+                          /*training=*/true, dz.data(), dg.data(), dbt.data());
+  std::vector<double> sum_dz(C, 0.0), sum_dz_x(C, 0.0);
+  for (int64_t j = 0; j < total; ++j) {
+    const int64_t c = (j / S) % C;
+    sum_dz[c] += dz[j];
+    sum_dz_x[c] += dz[j] * x[j];
+    if (dx) dx[j] = static_cast<T>(a[c] * dz[j]);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    if (da) da[c] = static_cast<T>(sum_dz_x[c]);
+    if (db) db[c] = static_cast<T>(sum_dz[c]);
+    if (dgamma) dgamma[c] = static_cast<T>(dg[c]);
+    if (dbeta) dbeta[c] = static_cast<T>(dbt[c]);
+  }
+}
+
+template void batch_norm_scaled_forward_ref<float>(int64_t, int64_t, int64_t, const float*,
+                                                   const float*, const float*, const float*,
+                                                   const float*, double, float*);
+template void batch_norm_scaled_forward_ref<double>(int64_t, int64_t, int64_t, const double*,
+                                                    const double*, const double*, const double*,
+                                                    const double*, double, double*);
+template void batch_norm_scaled_backward_ref<float>(int64_t, int64_t, int64_t, const float*,
+                                                    const float*, const float*, const float*,
+                                                    const float*, double, float*, float*, float*,
+                                                    float*, float*);
+template void batch_norm_scaled_backward_ref<double>(int64_t, int64_t, int64_t, const double*,
+                                                     const double*, const double*, const double*,
+                                                     const double*, double, double*, double*,
+                                                     double*, double*, double*);
 
 }  // namespace qat::kernels

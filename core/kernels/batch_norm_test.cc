@@ -103,6 +103,50 @@ TEST(BatchNormKernel, BackwardMatchesReferenceInTrainingAndEval) {
   }
 }
 
+// ---- batch norm of z = a * x + b: the fast kernels (x's statistics, analytic da) against the
+// reference that materializes z.
+
+TEST(BatchNormKernel, ScaledInputMatchesReference) {
+  for (const Shape& shape : kShapes) {
+    for (bool affine : {true, false}) {
+      SCOPED_TRACE(shape_str(shape) + (affine ? " affine" : " no affine"));
+      Problem p(shape, affine);
+      // Scales of both signs and magnitudes (ConvBn2d passes 1 / s), and a shift.
+      Tensor a = random_float({p.C}, 7, 0.2, 5.0), b = random_float({p.C}, 8, -3.0, 3.0);
+      for (int64_t c = 0; c < p.C; c += 2) a.data<float>()[c] *= -1.0f;
+      Tensor mean = Tensor::empty({p.C}), var = Tensor::empty({p.C});
+      batch_norm_stats(p.N, p.C, p.S, p.x.data<float>(), mean.data<float>(), var.data<float>());
+
+      Tensor y = Tensor::empty(shape), y_ref = Tensor::empty(shape);
+      batch_norm_scaled_forward(p.N, p.C, p.S, p.x.data<float>(), mean.data<float>(),
+                                var.data<float>(), a.data<float>(), data_or_null(p.gamma),
+                                data_or_null(p.beta), kEps, y.data<float>());
+      batch_norm_scaled_forward_ref(p.N, p.C, p.S, p.x.data<float>(), a.data<float>(),
+                                    b.data<float>(), data_or_null(p.gamma), data_or_null(p.beta),
+                                    kEps, y_ref.data<float>());
+      EXPECT_TRUE(qat::testing::all_close(y, y_ref, 1e-5, 1e-5));
+
+      Tensor got[5], want[5];  // dx, da, db, dgamma, dbeta
+      for (int k = 0; k < 5; ++k) {
+        got[k] = Tensor::empty(k == 0 ? shape : Shape{p.C});
+        want[k] = Tensor::empty(k == 0 ? shape : Shape{p.C});
+      }
+      batch_norm_scaled_backward(
+          p.N, p.C, p.S, p.dy.data<float>(), p.x.data<float>(), mean.data<float>(),
+          var.data<float>(), a.data<float>(), data_or_null(p.gamma), kEps, got[0].data<float>(),
+          got[1].data<float>(), got[2].data<float>(), got[3].data<float>(), got[4].data<float>());
+      batch_norm_scaled_backward_ref(
+          p.N, p.C, p.S, p.dy.data<float>(), p.x.data<float>(), a.data<float>(), b.data<float>(),
+          data_or_null(p.gamma), kEps, want[0].data<float>(), want[1].data<float>(),
+          want[2].data<float>(), want[3].data<float>(), want[4].data<float>());
+      const char* names[5] = {"dx", "da", "db", "dgamma", "dbeta"};
+      for (int k = 0; k < 5; ++k) {
+        EXPECT_TRUE(qat::testing::all_close(got[k], want[k], 1e-4, 1e-5)) << names[k];
+      }
+    }
+  }
+}
+
 TEST(BatchNormKernel, BackwardComputesOnlyRequestedOutputs) {
   Problem p({3, 4, 5, 6}, true);
   Tensor mean = Tensor::empty({p.C}), var = Tensor::empty({p.C});

@@ -140,6 +140,72 @@ Tensor batch_norm_impl(const Tensor& x, const Tensor& running_mean, const Tensor
   return y;
 }
 
+// ---- batch_norm_scaled_input
+
+template <class T>
+Tensor batch_norm_scaled_input_impl(const Tensor& x, const Tensor& a, const Tensor& b,
+                                    const Tensor& running_mean, const Tensor& running_var,
+                                    const Tensor& weight, const Tensor& bias, double momentum,
+                                    double eps) {
+  const int64_t N = x.size(0), C = x.size(1), S = spatial_size(x);
+  Tensor mean = Tensor::empty({C}, x.dtype()), var = Tensor::empty({C}, x.dtype());  // of x
+  stats<T>(N, C, S, x.data<T>(), mean.data<T>(), var.data<T>());
+  if (running_mean.defined()) {
+    Tensor mean_z = Tensor::empty({C}, x.dtype()), var_z = Tensor::empty({C}, x.dtype());
+    const T* pa = a.data<T>();
+    const T* pb = data_or_null<T>(b);
+    for (int64_t c = 0; c < C; ++c) {
+      mean_z.data<T>()[c] = pa[c] * mean.data<T>()[c] + (pb ? pb[c] : T(0));
+      var_z.data<T>()[c] = pa[c] * pa[c] * var.data<T>()[c];
+    }
+    update_running_stats(running_mean, running_var, mean_z, var_z, momentum, N * S);
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::batch_norm_scaled_forward(N, C, S, x.data<T>(), mean.data<T>(), var.data<T>(),
+                                       a.data<T>(), data_or_null<T>(weight), data_or_null<T>(bias),
+                                       eps, y.data<T>());
+  } else {
+    kernels::batch_norm_scaled_forward_ref(N, C, S, x.data<T>(), a.data<T>(), data_or_null<T>(b),
+                                           data_or_null<T>(weight), data_or_null<T>(bias), eps,
+                                           y.data<T>());
+  }
+
+  const bool need_dx = x.requires_grad();
+  const bool need_da = a.requires_grad();
+  const bool need_db = b.defined() && b.requires_grad();
+  const bool need_dweight = weight.defined() && weight.requires_grad();
+  const bool need_dbias = bias.defined() && bias.requires_grad();
+  record(y, "batch_norm_scaled_input", {x, a, b, weight, bias},
+         [x = x.detach(), a = a.detach(), b = detach_or_undefined(b),
+          weight = detach_or_undefined(weight), mean, var, N, C, S, eps, need_dx, need_da, need_db,
+          need_dweight, need_dbias](const Tensor& dy) -> Grads {
+           auto grad_or_undefined = [&](bool need, const Shape& shape) {
+             return need ? Tensor::empty(shape, x.dtype()) : Tensor();
+           };
+           Tensor dx = grad_or_undefined(need_dx, x.shape());
+           Tensor da = grad_or_undefined(need_da, {C});
+           Tensor db = grad_or_undefined(need_db, {C});
+           Tensor dweight = grad_or_undefined(need_dweight, {C});
+           Tensor dbias = grad_or_undefined(need_dbias, {C});
+           if constexpr (std::is_same_v<T, float>) {
+             kernels::batch_norm_scaled_backward(
+                 N, C, S, dy.data<T>(), x.data<T>(), mean.data<T>(), var.data<T>(), a.data<T>(),
+                 data_or_null<T>(weight), eps, mutable_data_or_null<T>(dx),
+                 mutable_data_or_null<T>(da), mutable_data_or_null<T>(db),
+                 mutable_data_or_null<T>(dweight), mutable_data_or_null<T>(dbias));
+           } else {
+             kernels::batch_norm_scaled_backward_ref(
+                 N, C, S, dy.data<T>(), x.data<T>(), a.data<T>(), data_or_null<T>(b),
+                 data_or_null<T>(weight), eps, mutable_data_or_null<T>(dx),
+                 mutable_data_or_null<T>(da), mutable_data_or_null<T>(db),
+                 mutable_data_or_null<T>(dweight), mutable_data_or_null<T>(dbias));
+           }
+           return {dx, da, db, dweight, dbias};
+         });
+  return y;
+}
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
@@ -154,6 +220,27 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (op_tracing()) {
     trace_op("batch_norm", {x, running_mean, running_var, weight, bias}, {y},
              {{"training", training}, {"momentum", momentum}, {"eps", eps}});
+  }
+  return y;
+}
+
+Tensor batch_norm_scaled_input(const Tensor& x, const Tensor& input_scale,
+                               const Tensor& input_shift, const Tensor& running_mean,
+                               const Tensor& running_var, const Tensor& weight, const Tensor& bias,
+                               double momentum, double eps) {
+  check_inputs(x, running_mean, running_var, weight, bias, /*training=*/true, momentum, eps);
+  QAT_CHECK(input_scale.defined(), "batch_norm_scaled_input: input_scale is undefined");
+  check_per_channel(input_scale, "input_scale", x);
+  check_per_channel(input_shift, "input_shift", x);
+  Tensor y = x.dtype() == DType::kFloat32
+                 ? batch_norm_scaled_input_impl<float>(x, input_scale, input_shift, running_mean,
+                                                       running_var, weight, bias, momentum, eps)
+                 : batch_norm_scaled_input_impl<double>(x, input_scale, input_shift, running_mean,
+                                                        running_var, weight, bias, momentum, eps);
+  if (op_tracing()) {
+    trace_op("batch_norm_scaled_input",
+             {x, input_scale, input_shift, running_mean, running_var, weight, bias}, {y},
+             {{"momentum", momentum}, {"eps", eps}});
   }
   return y;
 }

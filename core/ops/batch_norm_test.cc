@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/shape_ops.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/gradcheck.h"
 
@@ -113,6 +115,91 @@ TEST(BatchNorm, Float32PathMatchesFloat64Path) {
       EXPECT_TRUE(all_close(leaves[0][k].grad(), leaves[1][k].grad(), 1e-4, 1e-5)) << "input " << k;
     }
   }
+}
+
+// ---- batch_norm_scaled_input: batch_norm of z = x * a + b without materializing z
+
+TEST(BatchNormScaledInput, Gradcheck) {
+  for (bool with_shift : {true, false}) {
+    SCOPED_TRACE(with_shift ? "shift" : "no shift");
+    Tensor x = random_leaf({3, 2, 3, 2}, 31, -2.0, 3.0);
+    Tensor a = random_leaf({2}, 32, 0.5, 2.0);
+    Tensor b = with_shift ? random_leaf({2}, 33) : Tensor();
+    Tensor weight = random_leaf({2}, 34, 0.5, 1.5), bias = random_leaf({2}, 35);
+    // A large eps makes da (proportional to eps) big enough for finite differences to see.
+    Tensor rm = Tensor::zeros({2}, DType::kFloat64), rv = Tensor::ones({2}, DType::kFloat64);
+    EXPECT_TRUE(gradcheck(
+        [&](const std::vector<Tensor>& in) {
+          return batch_norm_scaled_input(in[0], in[1], in[2], rm, rv, in[3], in[4], 0.1, 0.3);
+        },
+        {x, a, b, weight, bias}));
+  }
+}
+
+// float32 (fast kernels, analytic da) against float64 (reference: z materialized), and both
+// against batch_norm(x * a + b) built from ops: outputs, gradients and running statistics.
+TEST(BatchNormScaledInput, FastMatchesReferenceAndComposedOps) {
+  const Shape shape = {4, 3, 5, 7};
+  for (double eps : {1e-5, 0.3}) {
+    SCOPED_TRACE(eps);
+    Tensor outputs[3], grads[3][5], running[3][2];
+    for (int i = 0; i < 3; ++i) {
+      const DType dtype = i == 0 ? DType::kFloat32 : DType::kFloat64;
+      Tensor x = random_double(shape, 41, -1.0, 4.0).to(dtype).requires_grad_();
+      Tensor a64 = random_double({3}, 42, 0.3, 3.0);
+      a64.data<double>()[1] *= -1.0;  // a negative scale too
+      Tensor a = a64.to(dtype);
+      Tensor b = random_double({3}, 43).to(dtype).requires_grad_();
+      Tensor weight = random_double({3}, 44, 0.5, 1.5).to(dtype).requires_grad_();
+      Tensor bias = random_double({3}, 45).to(dtype).requires_grad_();
+      a.requires_grad_();
+      running[i][0] = random_double({3}, 46).to(dtype);
+      running[i][1] = random_double({3}, 47, 0.5, 2.0).to(dtype);
+      if (i < 2) {
+        outputs[i] =
+            batch_norm_scaled_input(x, a, b, running[i][0], running[i][1], weight, bias, 0.2, eps);
+      } else {
+        Tensor z = add(mul(x, reshape(a, {1, 3, 1, 1})), reshape(b, {1, 3, 1, 1}));
+        outputs[i] = batch_norm(z, running[i][0], running[i][1], weight, bias, true, 0.2, eps);
+      }
+      outputs[i].backward(random_double(shape, 48).to(dtype));
+      const Tensor leaves[5] = {x, a, b, weight, bias};
+      for (int k = 0; k < 5; ++k) grads[i][k] = leaves[k].grad().to(DType::kFloat64);
+      outputs[i] = outputs[i].detach().to(DType::kFloat64);
+      for (Tensor& r : running[i]) r = r.to(DType::kFloat64);
+    }
+    const char* names[5] = {"dx", "da", "db", "dweight", "dbias"};
+    for (int i : {0, 2}) {
+      SCOPED_TRACE(i == 0 ? "float32 vs float64" : "composed vs float64");
+      EXPECT_TRUE(all_close(outputs[i], outputs[1], 1e-5, 1e-5));
+      for (int k = 0; k < 5; ++k) {
+        EXPECT_TRUE(all_close(grads[i][k], grads[1][k], 1e-4, 1e-5)) << names[k];
+      }
+      EXPECT_TRUE(all_close(running[i][0], running[1][0], 1e-5, 1e-6));
+      EXPECT_TRUE(all_close(running[i][1], running[1][1], 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST(BatchNormScaledInput, RejectsBadScaleShapes) {
+  Tensor x = random_double({2, 3, 2, 2}, 51);
+  expect_error(
+      [&] {
+        batch_norm_scaled_input(x, Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor());
+      },
+      "input_scale is undefined");
+  expect_error(
+      [&] {
+        batch_norm_scaled_input(x, random_double({2}, 52), Tensor(), Tensor(), Tensor(), Tensor(),
+                                Tensor());
+      },
+      "input_scale has 2 elements");
+  expect_error(
+      [&] {
+        batch_norm_scaled_input(x, random_double({3}, 52), random_double({4}, 53), Tensor(),
+                                Tensor(), Tensor(), Tensor());
+      },
+      "input_shift has 4 elements");
 }
 
 // ---- running statistics, against torch.nn.functional.batch_norm (torch 1.13, float64):
