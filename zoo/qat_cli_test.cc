@@ -332,14 +332,20 @@ TEST_P(QatPipelineTest, CalibrateInspectRun) {
   const Result inspected = qat("inspect --config " + config + " --checkpoint " + qat_path);
   ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
   EXPECT_NE(inspected.out.find("\nquantizers of " + qat_path + ":\n"), std::string::npos);
+  // The grids: TensorRT / TNN symmetric int8; fbgemm's quint8 [0, 127] activations and
+  // [-128, 127] weights.
+  const bool pytorch = c.target == "fbgemm";
+  const std::string activation_grid = pytorch ? R"(quint8 per_tensor_affine \[0, 127\])"
+                                              : R"(qint8 per_tensor_symmetric \[-128, 127\])";
+  const std::string weight_range = pytorch ? R"(\[-128, 127\])" : R"(\[-127, 127\])";
   EXPECT_TRUE(std::regex_search(
-      inspected.out, std::regex(R"(\ninput\.activation_post_process +input +activation +)"
-                                R"(qint8 per_tensor_symmetric \[-128, 127\] \S+ +[0-9.e-]+\n)")))
+      inspected.out, std::regex(R"(\ninput\.activation_post_process +input +activation +)" +
+                                activation_grid + R"( \S+ +[0-9.e-]+\n)")))
       << inspected.out;
   EXPECT_TRUE(std::regex_search(
       inspected.out,
-      std::regex(R"(\n\S+\.weight_fake_quant +\S+ +weight +qint8 per_channel_symmetric\(axis=0\) )"
-                 R"(\[-127, 127\] \S+ +min [0-9.e-]+ max [0-9.e-]+ \([0-9]+ channels\)\n)")))
+      std::regex(R"(\n\S+\.weight_fake_quant +\S+ +weight +qint8 per_channel_symmetric\(axis=0\) )" +
+                 weight_range + R"( \S+ +min [0-9.e-]+ max [0-9.e-]+ \([0-9]+ channels\)\n)")))
       << inspected.out;
   EXPECT_EQ(inspected.out.find("never observed"), std::string::npos) << inspected.out;
 
@@ -464,8 +470,8 @@ TEST(QatErrors, QuantizedModesAndCalibration) {
 
   const std::string fbgemm = qat_config("err_fbgemm.json", kSmallCnn, "fbgemm");
   expect_error(qat(run + " --config " + fbgemm + " --checkpoint " + qat_path + " --mode int8"), 1,
-               "--mode int8 simulates the tensorrt and tnn integer models; " + fbgemm +
-                   " has qat.target \"fbgemm\" (use --mode fakequant)");
+               qat_path + ": a QAT checkpoint for target 'tnn', but the config's qat.target is "
+                          "'fbgemm'");
   const std::string tensorrt = qat_config("err_trt.json", kSmallCnn, "tensorrt");
   expect_error(
       qat(run + " --config " + tensorrt + " --checkpoint " + qat_path + " --mode fakequant"), 1,

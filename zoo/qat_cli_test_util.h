@@ -108,7 +108,8 @@ inline void PrintTo(const QatCase& c, std::ostream* os) { *os << c.model << " / 
 // qat_case_name.
 inline auto qat_cases() {
   return ::testing::Values(QatCase{"small_cnn", "tnn"}, QatCase{"small_cnn", "tensorrt"},
-                           QatCase{"resnet18", "tnn"}, QatCase{"resnet18", "tensorrt"});
+                           QatCase{"small_cnn", "fbgemm"}, QatCase{"resnet18", "tnn"},
+                           QatCase{"resnet18", "tensorrt"});
 }
 
 inline std::string qat_case_name(const ::testing::TestParamInfo<QatCase>& info) {

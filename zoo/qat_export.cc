@@ -31,6 +31,7 @@ CommandSpec export_spec() {
       "('qat calibrate' or training): the model is prepared as the config's \"qat\" section\n"
       "says, converted to the integer model of qat.target and written as\n"
       "  tensorrt:  ONNX (opset 13) with QuantizeLinear / DequantizeLinear pairs (--onnx);\n"
+      "  fbgemm, qnnpack, qnnpack_perchannel: ONNX Q/DQ as torch.onnx writes them (--onnx);\n"
       "  tnn:       TNN int8 <prefix>.tnnproto and <prefix>.tnnmodel (--tnn).\n"
       "With --float true the checkpoint is a float one, and the float model (eval mode, BN on\n"
       "its running statistics) is written as ONNX and / or TNN float. Without --onnx, --tnn and\n"
@@ -183,18 +184,15 @@ void check_int8_targets(const ExportFiles& files, const Config& config,
   }
   const quant::Target target = config.qat->qconfig.target;
   const std::string name = quant::target_name(target);
-  if (target != quant::Target::kTensorRT && target != quant::Target::kTNN) {
-    throw Error("int8 export is for qat.target \"tensorrt\" (ONNX Q/DQ) and \"tnn\" (TNN int8); " +
-                config_path + " has \"" + name + "\" (for the float model, pass --float true)");
-  }
   if (!files.tnn.empty() && target != quant::Target::kTNN) {
     throw Error("a TNN int8 model (--tnn " + files.tnn + ") needs qat.target \"tnn\"; " +
                 config_path + " has \"" + name +
                 "\", whose int8 model is the ONNX Q/DQ graph (--onnx); for a float TNN model, "
                 "pass --float true");
   }
-  if (!files.onnx.empty() && target != quant::Target::kTensorRT) {
-    throw Error("an ONNX Q/DQ model (--onnx " + files.onnx + ") needs qat.target \"tensorrt\"; " +
+  if (!files.onnx.empty() && target == quant::Target::kTNN) {
+    throw Error("an ONNX Q/DQ model (--onnx " + files.onnx + ") needs qat.target \"tensorrt\" or "
+                "a PyTorch preset; " +
                 config_path + " has \"" + name +
                 "\", whose int8 model is TNN's (--tnn); for a float ONNX model, pass --float true");
   }

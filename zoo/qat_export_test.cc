@@ -294,7 +294,7 @@ TEST(QatExport, Errors) {
                    temp_path("e.onnx")),
                1,
                "an ONNX Q/DQ model (--onnx " + temp_path("e.onnx") +
-                   ") needs qat.target \"tensorrt\"; " + tnn +
+                   ") needs qat.target \"tensorrt\" or a PyTorch preset; " + tnn +
                    " has \"tnn\", whose int8 model is TNN's (--tnn); for a float ONNX model, pass "
                    "--float true");
   expect_error(
@@ -303,8 +303,8 @@ TEST(QatExport, Errors) {
           " has \"tensorrt\", whose int8 model is the ONNX Q/DQ graph (--onnx)");
   const std::string fbgemm = qat_config("err_fbgemm.json", kSmallCnn, "fbgemm");
   expect_error(qat("export --config " + fbgemm + " --checkpoint " + qat_path + files), 1,
-               "int8 export is for qat.target \"tensorrt\" (ONNX Q/DQ) and \"tnn\" (TNN int8); " +
-                   fbgemm + " has \"fbgemm\" (for the float model, pass --float true)");
+               "a TNN int8 model (--tnn " + temp_path("e") + ") needs qat.target \"tnn\"; " +
+                   fbgemm + " has \"fbgemm\", whose int8 model is the ONNX Q/DQ graph (--onnx)");
   const std::string missing = temp_path("missing.safetensors");
   const std::string tnn_file = " --tnn " + temp_path("e");
   expect_error(qat("export --config " + tnn + " --checkpoint " + missing + tnn_file), 1, missing);

@@ -29,7 +29,8 @@ CommandSpec run_spec() {
       "             model is built without aux heads.\n"
       "  fakequant: the model prepared as the config's \"qat\" section says, with a QAT\n"
       "             checkpoint ('qat calibrate' or training); observers frozen.\n"
-      "  int8:      that model converted to the integer model of the target (tensorrt: Q/DQ as\n"
+      "  int8:      that model converted to the integer model of the target (tensorrt and the\n"
+      "             PyTorch presets: Q/DQ as\n"
       "             ONNX Runtime computes it; tnn: TNN's int8 kernels), simulated in-process.",
       {
           {"config", "C.json", "config file; its \"model\" section picks the model", std::nullopt},
@@ -95,12 +96,6 @@ Tensor run_quantized(const Config& config, const std::string& config_path,
   if (!config.qat) {
     throw Error("--mode " + mode + " needs a \"qat\" section in " + config_path +
                 " (the target and qconfig the checkpoint was calibrated with)");
-  }
-  const quant::Target target = config.qat->qconfig.target;
-  if (mode == "int8" && target != quant::Target::kTensorRT && target != quant::Target::kTNN) {
-    throw Error(std::string("--mode int8 simulates the tensorrt and tnn integer models; ") +
-                config_path + " has qat.target \"" + quant::target_name(target) +
-                "\" (use --mode fakequant)");
   }
   const std::shared_ptr<graph::QuantizableModel> qm =
       prepare_model(create_model(config.model), config, config_path);
