@@ -210,11 +210,10 @@ TEST(Checkpoint, ResumeWithoutRngStateDiverges) {  // the test above would notic
 
 constexpr const char* kChildDirEnv = "QAT_CHECKPOINT_CHILD_DIR";
 
-// The child process: resumes from the directory's newest checkpoint (or starts afresh) and
-// trains to the end, checkpointing after every step. Skipped unless the parent started it.
-TEST(CheckpointChild, TrainsIntoDirectory) {
-  const char* dir = std::getenv(kChildDirEnv);
-  if (dir == nullptr) GTEST_SKIP() << "runs only as the child of KilledProcessResumes";
+// The child process (main() runs it instead of the tests when the parent set kChildDirEnv):
+// resumes from the directory's newest checkpoint (or starts afresh) and trains to the end,
+// checkpointing after every step.
+int run_child(const std::string& dir) {
   CheckpointDir checkpoints(dir, CheckpointDirOptions().keep_last(2));
   std::unique_ptr<TrainRun> run = make_run();
   if (std::optional<TrainingState> state = checkpoints.load_latest()) restore(*run, *state);
@@ -222,6 +221,7 @@ TEST(CheckpointChild, TrainsIntoDirectory) {
     checkpoints.save(capture(r));
     std::this_thread::sleep_for(std::chrono::milliseconds(15));  // room for the parent's kill
   });
+  return 0;
 }
 
 // Re-executes this test binary as the child (exec: a forked copy of a process running
@@ -241,8 +241,8 @@ pid_t spawn_child(const std::string& dir) {
   std::vector<char*> envp;
   for (std::string& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  std::string filter = "--gtest_filter=CheckpointChild.TrainsIntoDirectory";
-  char* argv[] = {filter.data(), filter.data(), nullptr};
+  std::string name = "checkpoint_test_child";
+  char* argv[] = {name.data(), nullptr};
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::execve("/proc/self/exe", argv, envp.data());
@@ -483,3 +483,9 @@ TEST(Checkpoint, SavingAnOlderStepDropsTheAbandonedNewerOnes) {
 
 }  // namespace
 }  // namespace qat::nn
+
+int main(int argc, char** argv) {
+  if (const char* dir = std::getenv(qat::nn::kChildDirEnv)) return qat::nn::run_child(dir);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
