@@ -23,6 +23,24 @@ constexpr int64_t kParallelGrain = 32768;
 
 double inv_std(float var, double eps) { return 1.0 / std::sqrt(static_cast<double>(var) + eps); }
 
+// y = (x - mean[c]) * scale_of(c) + beta[c] over [N, C, S]: the one pass of both BN forwards.
+template <class ScaleOf>
+void normalize_channels(int64_t N, int64_t C, int64_t S, const float* x, const float* mean,
+                        const float* beta, ScaleOf scale_of, float* y) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S >= kParallelGrain)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float mu = mean[c];
+      const float scale = scale_of(c);
+      const float shift = beta ? beta[c] : 0.0f;
+      const float* xr = x + (n * C + c) * S;  // [S]
+      float* yr = y + (n * C + c) * S;        // [S]
+#pragma omp simd
+      for (int64_t i = 0; i < S; ++i) yr[i] = (xr[i] - mu) * scale + shift;
+    }
+  }
+}
+
 }  // namespace
 
 void batch_norm_stats(int64_t N, int64_t C, int64_t S, const float* x, float* mean, float* var) {
@@ -56,18 +74,9 @@ void batch_norm_stats(int64_t N, int64_t C, int64_t S, const float* x, float* me
 void batch_norm_forward(int64_t N, int64_t C, int64_t S, const float* x, const float* mean,
                         const float* var, const float* gamma, const float* beta, double eps,
                         float* y) {
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S >= kParallelGrain)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const float mu = mean[c];
-      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) * inv_std(var[c], eps));
-      const float shift = beta ? beta[c] : 0.0f;
-      const float* xr = x + (n * C + c) * S;  // [S]
-      float* yr = y + (n * C + c) * S;        // [S]
-#pragma omp simd
-      for (int64_t i = 0; i < S; ++i) yr[i] = (xr[i] - mu) * scale + shift;
-    }
-  }
+  normalize_channels(N, C, S, x, mean, beta, [&](int64_t c) {
+    return static_cast<float>((gamma ? gamma[c] : 1.0) * inv_std(var[c], eps));
+  }, y);
 }
 
 void batch_norm_backward(int64_t N, int64_t C, int64_t S, const float* dy, const float* x,
@@ -121,20 +130,12 @@ void batch_norm_backward(int64_t N, int64_t C, int64_t S, const float* dy, const
 void batch_norm_scaled_forward(int64_t N, int64_t C, int64_t S, const float* x, const float* mean,
                                const float* var, const float* a, const float* gamma,
                                const float* beta, double eps, float* y) {
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S >= kParallelGrain)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const double ac = a[c];
-      const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
-      const float mu = mean[c];
-      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) * ac * invstd_z);
-      const float shift = beta ? beta[c] : 0.0f;
-      const float* xr = x + (n * C + c) * S;  // [S]
-      float* yr = y + (n * C + c) * S;        // [S]
-#pragma omp simd
-      for (int64_t i = 0; i < S; ++i) yr[i] = (xr[i] - mu) * scale + shift;
-    }
-  }
+  // BN of z = a * x + b: (x - mean_x) * gamma * a / sqrt(a^2 var_x + eps) + beta (b cancels).
+  normalize_channels(N, C, S, x, mean, beta, [&](int64_t c) {
+    const double ac = a[c];
+    const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
+    return static_cast<float>((gamma ? gamma[c] : 1.0) * ac * invstd_z);
+  }, y);
 }
 
 void batch_norm_scaled_backward(int64_t N, int64_t C, int64_t S, const float* dy, const float* x,
