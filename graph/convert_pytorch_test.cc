@@ -21,6 +21,7 @@
 #include "graph/convert.h"
 #include "graph/int_model.h"
 #include "graph/quantizable_model.h"
+#include "tests/testing/calibration.h"
 #include "quant/conv_bn_relu.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
@@ -39,13 +40,6 @@ std::shared_ptr<nn::Module> small_zoo_model(const std::string& name) {
   return zoo::create_model(config);
 }
 
-Tensor random_input(int64_t batch, uint64_t seed) {
-  Tensor x = Tensor::empty({batch, 3, 32, 32});
-  Generator gen(seed);
-  normal_(x, 0.0, 1.0, gen);
-  return x;
-}
-
 // Zoo model `name` prepared for the PyTorch preset `target`, calibrated in train mode, then
 // observers and BN frozen, eval.
 std::shared_ptr<QuantizableModel> calibrated(const std::string& name, const std::string& target) {
@@ -54,7 +48,9 @@ std::shared_ptr<QuantizableModel> calibrated(const std::string& name, const std:
   qm->train();
   {
     NoGradGuard no_grad;
-    for (uint64_t seed = 1; seed <= 3; ++seed) qm->forward(random_input(4, seed));
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+      qm->forward(qat::testing::random_input({4, 3, 32, 32}, seed));
+    }
   }
   quant::disable_observer(*qm);
   quant::freeze_bn_stats(*qm);
@@ -141,7 +137,7 @@ TEST_P(ConvertPyTorchTest, SimulationWithPyTorchRoundingEqualsFakeQuantEval) {
   const std::shared_ptr<QuantizableModel> qm = calibrated(model(), target());
   const IntModel int_model = convert(*qm);
   for (const int64_t batch : {1, 4}) {
-    const Tensor x = random_input(batch, 10 + batch);
+    const Tensor x = qat::testing::random_input({batch, 3, 32, 32}, 10 + batch);
     NoGradGuard no_grad;
     const Tensor expected = qm->forward(x);
     EXPECT_EQ(mismatches(expected, simulate(int_model, x, pytorch_rounding())), 0)
@@ -157,7 +153,7 @@ TEST_P(ConvertPyTorchTest, SimulationWithPyTorchRoundingEqualsFakeQuantEval) {
 TEST_P(ConvertPyTorchTest, QuantizeLinearRoundingMismatchesAreRare) {
   const std::shared_ptr<QuantizableModel> qm = calibrated(model(), target());
   const IntModel int_model = convert(*qm);
-  const Tensor x = random_input(4, 21);
+  const Tensor x = qat::testing::random_input({4, 3, 32, 32}, 21);
   std::vector<std::vector<Tensor>> values(int_model.nodes.size());
   int64_t codes = 0, codes_differing = 0;
   for (size_t i = 0; i < int_model.nodes.size(); ++i) {

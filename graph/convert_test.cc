@@ -14,6 +14,7 @@
 #include "core/random.h"
 #include "graph/int_model.h"
 #include "graph/quantizable_model.h"
+#include "tests/testing/calibration.h"
 #include "quant/conv_bn_relu.h"
 #include "quant/fake_quantize.h"
 #include "quant/qat_module.h"
@@ -35,13 +36,6 @@ std::shared_ptr<nn::Module> small_zoo_model(const std::string& name) {
   return zoo::create_model(config);
 }
 
-Tensor random_input(int64_t batch, uint64_t seed) {
-  Tensor x = Tensor::empty({batch, 3, 32, 32});
-  Generator gen(seed);
-  normal_(x, 0.0, 1.0, gen);
-  return x;
-}
-
 // The QAT life cycle up to deployment: a tensorrt QuantizableModel of zoo model `name`, a few
 // calibration forwards in train mode (observers on, BN on batch statistics), then observers
 // and BN frozen and eval mode.
@@ -51,7 +45,9 @@ std::shared_ptr<QuantizableModel> calibrated(const std::string& name) {
   qm->train();
   {
     NoGradGuard no_grad;
-    for (uint64_t seed = 1; seed <= 3; ++seed) qm->forward(random_input(4, seed));
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+      qm->forward(qat::testing::random_input({4, 3, 32, 32}, seed));
+    }
   }
   quant::disable_observer(*qm);
   quant::freeze_bn_stats(*qm);
@@ -79,7 +75,7 @@ Agreement compare(const Tensor& expected, const Tensor& actual) {
 
 // The fake-quant eval forward of `qm` and simulate(convert(qm)) on a batch of `batch`.
 Agreement fake_quant_vs_simulated(QuantizableModel& qm, int64_t batch, uint64_t seed) {
-  const Tensor x = random_input(batch, seed);
+  const Tensor x = qat::testing::random_input({batch, 3, 32, 32}, seed);
   NoGradGuard no_grad;
   const Tensor expected = qm.forward(x);
   const Tensor actual = simulate(convert(qm), x);
