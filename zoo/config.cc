@@ -18,18 +18,32 @@ using NameTable = std::vector<std::pair<const char*, E>>;
 
 const NameTable<DataConfig::Dataset> kDatasets = {
     {"fashion_mnist", DataConfig::Dataset::kFashionMnist},
+    {"image_folder", DataConfig::Dataset::kImageFolder},
     {"synthetic", DataConfig::Dataset::kSynthetic},
 };
 
-// Named in the schema, not implemented yet: a clear error instead of "unknown value".
-const std::vector<std::string> kPlannedDatasets = {"image_folder"};
+const NameTable<bool> kOnError = {{"fail", false}, {"skip", true}};  // -> skip_unreadable
 
 const NameTable<TransformConfig::Kind> kTransforms = {
     {"normalize", TransformConfig::Kind::kNormalize},
     {"pad", TransformConfig::Kind::kPad},
     {"resize", TransformConfig::Kind::kResize},
+    {"center_crop", TransformConfig::Kind::kCenterCrop},
     {"random_crop", TransformConfig::Kind::kRandomCrop},
+    {"random_resized_crop", TransformConfig::Kind::kRandomResizedCrop},
     {"random_horizontal_flip", TransformConfig::Kind::kRandomHorizontalFlip},
+};
+
+const NameTable<OptimizerConfig::Kind> kOptimizers = {
+    {"sgd", OptimizerConfig::Kind::kSgd},
+    {"adam", OptimizerConfig::Kind::kAdam},
+    {"adamw", OptimizerConfig::Kind::kAdamW},
+};
+
+const NameTable<LrScheduleConfig::Kind> kLrSchedules = {
+    {"cosine", LrScheduleConfig::Kind::kCosine},
+    {"step", LrScheduleConfig::Kind::kStep},
+    {"constant", LrScheduleConfig::Kind::kConstant},
 };
 
 const NameTable<CalibratorChoice> kCalibrators = {
@@ -122,6 +136,32 @@ std::optional<int64_t> get_int_at_least(const ConfigReader& reader, const std::s
   return value;
 }
 
+std::optional<double> get_positive_double(const ConfigReader& reader, const std::string& key) {
+  const std::optional<double> value = reader.get_double(key);
+  if (value && !(*value > 0)) reader.fail(key, "must be > 0, got " + nn::py_float(*value));
+  return value;
+}
+
+std::optional<double> get_non_negative_double(const ConfigReader& reader, const std::string& key) {
+  const std::optional<double> value = reader.get_double(key);
+  if (value && !(*value >= 0)) reader.fail(key, "must be >= 0, got " + nn::py_float(*value));
+  return value;
+}
+
+// A [low, high] pair with 0 < low <= high (<= max when given); `fallback` when absent.
+std::pair<double, double> get_range(const ConfigReader& reader, const Json* object,
+                                    const std::string& key, std::pair<double, double> fallback,
+                                    std::optional<double> max) {
+  if (raw(object, key) == nullptr) return fallback;
+  const std::vector<double> values = get_double_list(reader, object, key);
+  const bool ordered = values.size() == 2 && values[0] > 0 && values[0] <= values[1];
+  if (!ordered || (max && values[1] > *max)) {
+    reader.fail(key, "expected [low, high] with 0 < low <= high" +
+                         (max ? " <= " + nn::py_float(*max) : std::string()));
+  }
+  return {values[0], values[1]};
+}
+
 // Rejects `key` when set: it belongs to another choice (`why`).
 void reject_if_set(const ConfigReader& reader, const Json* object, const std::string& key,
                    const std::string& why) {
@@ -138,9 +178,12 @@ std::vector<std::string> transform_keys(TransformConfig::Kind kind) {
     case TransformConfig::Kind::kPad:
       return {"padding", "fill"};
     case TransformConfig::Kind::kResize:
+    case TransformConfig::Kind::kCenterCrop:
       return {"size"};
     case TransformConfig::Kind::kRandomCrop:
       return {"size", "padding"};
+    case TransformConfig::Kind::kRandomResizedCrop:
+      return {"size", "scale", "ratio"};
     case TransformConfig::Kind::kRandomHorizontalFlip:
       return {"p"};
   }
@@ -151,7 +194,8 @@ TransformConfig parse_transform(const Json& json, const std::string& file,
                                 const std::string& path) {
   // The keys of the named transform, so that a typo lists the right ones; every transform's
   // keys while the name is missing or unknown (the reader then reports the name).
-  std::vector<std::string> known = {"name", "mean", "std", "padding", "fill", "size", "p"};
+  std::vector<std::string> known = {"name", "mean",  "std",   "padding", "fill",
+                                    "size", "scale", "ratio", "p"};
   if (const Json* name = raw(&json, "name"); name != nullptr && name->is_string()) {
     for (const auto& [entry, kind] : kTransforms) {
       if (*name != entry) continue;
@@ -185,10 +229,25 @@ TransformConfig parse_transform(const Json& json, const std::string& file,
       t.fill = reader.get_double("fill").value_or(0.0);
       break;
     case TransformConfig::Kind::kResize: {
+      const Json* value = raw(&json, "size");
+      if (value != nullptr && value->is_number_integer()) {
+        t.size = {*get_int_at_least(reader, "size", 1)};  // the shorter side
+        break;
+      }
       const std::optional<std::vector<int64_t>> size = reader.get_int_list("size");
       if (!size || size->size() != 2 || (*size)[0] < 1 || (*size)[1] < 1)
-        reader.fail("size", "expected [H, W] with 2 positive sizes");
+        reader.fail("size", "expected [H, W] with 2 positive sizes, or one size for the shorter side");
       t.size = *size;
+      break;
+    }
+    case TransformConfig::Kind::kCenterCrop:
+    case TransformConfig::Kind::kRandomResizedCrop: {
+      const std::optional<int64_t> size = get_int_at_least(reader, "size", 1);
+      if (!size) reader.fail("size", "missing (the output's height and width)");
+      t.size = {*size};
+      if (t.kind == TransformConfig::Kind::kCenterCrop) break;
+      t.scale = get_range(reader, &json, "scale", t.scale, /*max=*/1.0);
+      t.ratio = get_range(reader, &json, "ratio", t.ratio, /*max=*/std::nullopt);
       break;
     }
     case TransformConfig::Kind::kRandomCrop: {
@@ -206,43 +265,56 @@ TransformConfig parse_transform(const Json& json, const std::string& file,
   return t;
 }
 
-std::vector<TransformConfig> parse_transforms(const ConfigReader& data, const Json* object,
-                                              const std::string& file) {
-  const Json* value = raw(object, "transforms");
-  if (value == nullptr) return {};
+// The transform list data.<key> ("transforms", "eval_transforms"); nullopt when absent.
+std::optional<std::vector<TransformConfig>> parse_transforms(const ConfigReader& data,
+                                                             const Json* object,
+                                                             const std::string& key,
+                                                             const std::string& file) {
+  const Json* value = raw(object, key);
+  if (value == nullptr) return std::nullopt;
   if (!value->is_array())
-    data.fail("transforms", "expected an array of transform objects, got " + describe(*value));
+    data.fail(key, "expected an array of transform objects, got " + describe(*value));
   std::vector<TransformConfig> out;
   for (const Json& element : *value) {
-    out.push_back(
-        parse_transform(element, file, "data.transforms[" + std::to_string(out.size()) + "]"));
+    out.push_back(parse_transform(element, file,
+                                  "data." + key + "[" + std::to_string(out.size()) + "]"));
   }
   return out;
 }
 
 std::optional<DataConfig> parse_data_config(const ConfigReader& root, const Json& json,
                                             const std::string& file) {
-  const std::optional<ConfigReader> data =
-      root.section("data", {"dataset", "root", "batch_size", "workers", "num_samples", "seed",
-                            "image_shape", "transforms"});
+  const std::optional<ConfigReader> data = root.section(
+      "data", {"dataset", "root", "train_dir", "test_dir", "on_error", "batch_size", "workers",
+               "num_samples", "seed", "image_shape", "train_subset", "transforms",
+               "eval_transforms"});
   if (!data) return std::nullopt;
   const Json* object = raw(&json, "data");
   DataConfig c;
-  const std::optional<std::string> name = data->get_string("dataset");
-  if (name && std::find(kPlannedDatasets.begin(), kPlannedDatasets.end(), *name) !=
-                  kPlannedDatasets.end()) {
-    data->fail("dataset", "\"" + *name + "\" is not supported yet (supported: " +
-                              known_names(kDatasets) + ")");
-  }
   c.dataset = get_name(*data, "dataset", kDatasets).value_or(c.dataset);
-  const bool synthetic = c.dataset == DataConfig::Dataset::kSynthetic;
-  if (synthetic) {
-    reject_if_set(*data, object, "root", "only applies to \"dataset\": \"fashion_mnist\"");
-  } else {
-    for (const char* key : {"num_samples", "seed", "image_shape"})
-      reject_if_set(*data, object, key, "only applies to \"dataset\": \"synthetic\"");
+  // Keys of the other datasets are mistakes, not silently ignored settings.
+  const std::vector<std::pair<DataConfig::Dataset, std::vector<const char*>>> dataset_keys = {
+      {DataConfig::Dataset::kFashionMnist, {"root"}},
+      {DataConfig::Dataset::kImageFolder, {"train_dir", "test_dir", "on_error"}},
+      {DataConfig::Dataset::kSynthetic, {"num_samples", "seed", "image_shape"}},
+  };
+  for (const auto& [dataset, keys] : dataset_keys) {
+    if (dataset == c.dataset) continue;
+    for (const char* key : keys) {
+      const char* owner = kDatasets[static_cast<size_t>(dataset)].first;
+      reject_if_set(*data, object, key,
+                    std::string("only applies to \"dataset\": \"") + owner + "\"");
+    }
   }
   c.root = data->get_string("root").value_or(c.root);
+  if (c.dataset == DataConfig::Dataset::kImageFolder) {
+    for (const auto& [key, dir] : {std::pair{"train_dir", &c.train_dir},
+                                   std::pair{"test_dir", &c.test_dir}}) {
+      *dir = data->get_string(key).value_or("");
+      if (dir->empty()) data->fail(key, "missing (a directory with one sub-directory per class)");
+    }
+    c.skip_unreadable = get_name(*data, "on_error", kOnError).value_or(false);
+  }
   c.batch_size = get_int_at_least(*data, "batch_size", 1).value_or(c.batch_size);
   c.workers = get_int_at_least(*data, "workers", 1).value_or(c.workers);
   c.num_samples = get_int_at_least(*data, "num_samples", 1).value_or(c.num_samples);
@@ -256,7 +328,9 @@ std::optional<DataConfig> parse_data_config(const ConfigReader& root, const Json
     }
     c.image_shape = *shape;
   }
-  c.transforms = parse_transforms(*data, object, file);
+  c.train_subset = get_int_at_least(*data, "train_subset", 1);
+  c.transforms = parse_transforms(*data, object, "transforms", file).value_or(c.transforms);
+  c.eval_transforms = parse_transforms(*data, object, "eval_transforms", file);
   return c;
 }
 
@@ -323,7 +397,7 @@ std::optional<QatConfig> parse_qat_config(const ConfigReader& root, const Json& 
                                           const std::string& file) {
   const std::optional<ConfigReader> qat =
       root.section("qat", {"target", "qconfig", "black_list", "calibration_batches", "calibrator",
-                           "start_epoch", "freeze_bn_epoch", "freeze_observer_epoch"});
+                           "start_epoch", "freeze_bn_epoch", "freeze_observer_epoch", "lr"});
   if (!qat) return std::nullopt;
   const Json* object = raw(&json, "qat");
   QatConfig c;
@@ -342,6 +416,7 @@ std::optional<QatConfig> parse_qat_config(const ConfigReader& root, const Json& 
   c.start_epoch = get_int_at_least(*qat, "start_epoch", 0).value_or(0);
   c.freeze_bn_epoch = get_int_at_least(*qat, "freeze_bn_epoch", 0);
   c.freeze_observer_epoch = get_int_at_least(*qat, "freeze_observer_epoch", 0);
+  c.lr = get_positive_double(*qat, "lr");
   return c;
 }
 
@@ -360,6 +435,117 @@ std::optional<ExportConfig> parse_export_config(const ConfigReader& root) {
   return c;
 }
 
+// ---- train
+
+OptimizerConfig parse_optimizer(const ConfigReader& train, const Json* object) {
+  const std::optional<ConfigReader> section = train.section(
+      "optimizer", {"name", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps"});
+  OptimizerConfig c;
+  if (!section) return c;
+  const Json* json = raw(object, "optimizer");
+  c.kind = get_name(*section, "name", kOptimizers).value_or(c.kind);
+  const bool sgd = c.kind == OptimizerConfig::Kind::kSgd;
+  for (const char* key : {"momentum", "nesterov"}) {
+    if (!sgd) reject_if_set(*section, json, key, "only applies to \"name\": \"sgd\"");
+  }
+  for (const char* key : {"betas", "eps"}) {
+    if (sgd) reject_if_set(*section, json, key, "only applies to \"adam\" and \"adamw\"");
+  }
+  c.lr = get_positive_double(*section, "lr").value_or(c.lr);
+  c.momentum = get_non_negative_double(*section, "momentum").value_or(c.momentum);
+  c.nesterov = section->get_bool("nesterov").value_or(c.nesterov);
+  if (c.nesterov && !(c.momentum > 0))
+    section->fail("nesterov", "needs \"momentum\" > 0 (as torch.optim.SGD)");
+  c.weight_decay = get_non_negative_double(*section, "weight_decay").value_or(c.weight_decay);
+  if (raw(json, "betas") != nullptr) {
+    const std::vector<double> betas = get_double_list(*section, json, "betas");
+    const auto in_range = [](double b) { return b >= 0 && b < 1; };
+    if (betas.size() != 2 || !in_range(betas[0]) || !in_range(betas[1]))
+      section->fail("betas", "expected [beta1, beta2] with each in [0, 1)");
+    c.betas = {betas[0], betas[1]};
+  }
+  c.eps = get_positive_double(*section, "eps").value_or(c.eps);
+  return c;
+}
+
+LrScheduleConfig parse_lr_schedule(const ConfigReader& train, const Json* object) {
+  const std::optional<ConfigReader> section = train.section(
+      "lr_schedule", {"name", "warmup_epochs", "warmup_start_factor", "step_epochs", "gamma"});
+  LrScheduleConfig c;
+  if (!section) return c;
+  const Json* json = raw(object, "lr_schedule");
+  c.kind = get_name(*section, "name", kLrSchedules).value_or(c.kind);
+  if (c.kind != LrScheduleConfig::Kind::kStep) {
+    for (const char* key : {"step_epochs", "gamma"})
+      reject_if_set(*section, json, key, "only applies to \"name\": \"step\"");
+  }
+  c.warmup_epochs = get_non_negative_double(*section, "warmup_epochs").value_or(c.warmup_epochs);
+  c.warmup_start_factor =
+      get_positive_double(*section, "warmup_start_factor").value_or(c.warmup_start_factor);
+  if (c.warmup_start_factor > 1)
+    section->fail("warmup_start_factor", "must be in (0, 1], got " +
+                                             nn::py_float(c.warmup_start_factor));
+  c.step_epochs = get_int_at_least(*section, "step_epochs", 1).value_or(c.step_epochs);
+  c.gamma = get_positive_double(*section, "gamma").value_or(c.gamma);
+  return c;
+}
+
+std::optional<TrainConfig> parse_train_config(const ConfigReader& root, const Json& json,
+                                              const std::string& model_name) {
+  const std::optional<ConfigReader> train = root.section(
+      "train", {"epochs", "threads", "seed", "optimizer", "lr_schedule", "out_dir", "log_every",
+                "eval_batches", "max_steps_per_epoch"});
+  if (!train) return std::nullopt;
+  const Json* object = raw(&json, "train");
+  TrainConfig c;
+  c.epochs = get_int_at_least(*train, "epochs", 1).value_or(c.epochs);
+  c.threads = get_int_at_least(*train, "threads", 0).value_or(c.threads);
+  c.seed = get_int_at_least(*train, "seed", 0).value_or(c.seed);
+  c.optimizer = parse_optimizer(*train, object);
+  c.lr_schedule = parse_lr_schedule(*train, object);
+  c.out_dir = train->get_string("out_dir").value_or("out/" + model_name);
+  if (c.out_dir.empty()) train->fail("out_dir", "is empty");
+  c.log_every = get_int_at_least(*train, "log_every", 1).value_or(c.log_every);
+  c.eval_batches = get_int_at_least(*train, "eval_batches", 0).value_or(c.eval_batches);
+  c.max_steps_per_epoch = get_int_at_least(*train, "max_steps_per_epoch", 1);
+  return c;
+}
+
+std::optional<CheckpointConfig> parse_checkpoint_config(const ConfigReader& root) {
+  const std::optional<ConfigReader> section =
+      root.section("checkpoint", {"dir", "keep_last", "keep_best", "every_steps"});
+  if (!section) return std::nullopt;
+  CheckpointConfig c;
+  c.dir = section->get_string("dir").value_or("");
+  if (section->get_string("dir") && c.dir.empty())
+    section->fail("dir", "is empty (leave the key out for <train.out_dir>/checkpoints)");
+  c.keep_last = get_int_at_least(*section, "keep_last", 1).value_or(c.keep_last);
+  c.keep_best = section->get_bool("keep_best").value_or(c.keep_best);
+  c.every_steps = get_int_at_least(*section, "every_steps", 0).value_or(c.every_steps);
+  return c;
+}
+
+// Cross-section checks: the epochs the qat section names must lie within train.epochs.
+void check_epochs(const ConfigReader& root, const Config& config) {
+  if (!config.qat || !config.train) return;
+  const int64_t epochs = config.train->epochs;
+  const std::pair<const char*, std::optional<int64_t>> epoch_keys[] = {
+      {"start_epoch", config.qat->start_epoch},
+      {"freeze_bn_epoch", config.qat->freeze_bn_epoch},
+      {"freeze_observer_epoch", config.qat->freeze_observer_epoch},
+  };
+  for (const auto& [key, epoch] : epoch_keys) {
+    if (epoch && *epoch > epochs) {
+      root.fail(std::string("qat.") + key,
+                std::to_string(*epoch) + " is beyond train.epochs = " + std::to_string(epochs));
+    }
+  }
+  if (config.qat->start_epoch >= epochs) {
+    root.fail("qat.start_epoch", "must be below train.epochs = " + std::to_string(epochs) +
+                                     " (QAT needs at least one epoch)");
+  }
+}
+
 }  // namespace
 
 const char* calibrator_name(CalibratorChoice calibrator) {
@@ -371,12 +557,16 @@ const char* calibrator_name(CalibratorChoice calibrator) {
 }
 
 Config parse_config(const nlohmann::json& json, const std::string& file) {
-  const ConfigReader root(json, file, /*path=*/"", {"model", "data", "qat", "export"});
+  const ConfigReader root(json, file, /*path=*/"",
+                          {"model", "data", "qat", "export", "train", "checkpoint"});
   Config config;
   config.model = parse_model_config(root);
   config.data = parse_data_config(root, json, file);
   config.qat = parse_qat_config(root, json, file);
   config.exports = parse_export_config(root);
+  config.train = parse_train_config(root, json, config.model.name);
+  config.checkpoint = parse_checkpoint_config(root);
+  check_epochs(root, config);
   return config;
 }
 

@@ -99,17 +99,22 @@ TEST(DataConfig, TransformsApplyInOrder) {
       "transforms": [{"name": "pad", "padding": 2}, {"name": "random_crop", "size": 30},
                      {"name": "random_horizontal_flip", "p": 1}, {"name": "resize", "size": [20, 18]},
                      {"name": "normalize", "mean": [0], "std": [1]}]})");
-  EXPECT_EQ(make_transforms(*c.data).size(), 5u);
+  EXPECT_EQ(make_transforms(*c.data, /*train=*/true).size(), 5u);
   const auto loader = make_loader(*c.data, c.model, /*train=*/true);
   loader->start_epoch(0);
   EXPECT_EQ(loader->next()->images.shape(), (Shape{4, 1, 20, 18}));
 }
 
 TEST(DataConfig, ErrorsNameFileAndPath) {
-  expect_error(R"("data": {"dataset": "image_folder"})", "data.dataset",
-               "\"image_folder\" is not supported yet (supported: fashion_mnist, synthetic)");
+  expect_error(R"("data": {"dataset": "image_folder", "test_dir": "v"})", "data.train_dir",
+               "missing (a directory with one sub-directory per class)");
+  expect_error(R"("data": {"dataset": "image_folder", "train_dir": "t", "test_dir": "v",
+               "on_error": "ignore"})", "data.on_error", "unknown value \"ignore\" (known: fail, skip)");
+  expect_error(R"("data": {"train_dir": "t"})", "data.train_dir",
+               "only applies to \"dataset\": \"image_folder\"");
   expect_error(R"("data": {"dataset": "cifar10"})", "data.dataset",
-               "unknown value \"cifar10\" (known: fashion_mnist, synthetic)");
+               "unknown value \"cifar10\" (known: fashion_mnist, image_folder, synthetic)");
+  expect_error(R"("data": {"train_subset": 0})", "data.train_subset", "must be at least 1");
   expect_error(R"("data": {"batch_sise": 8})", "data.batch_sise", "unknown key (known: dataset,");
   expect_error(R"("data": {"batch_size": "8"})", "data.batch_size",
                "expected an integer, got string \"8\"");
@@ -134,8 +139,16 @@ TEST(DataConfig, ErrorsNameFileAndPath) {
                "data.transforms[0].std[0]", "expected a number, got string \"x\"");
   expect_error(R"("data": {"transforms": [{"name": "normalize", "mean": [0.5], "std": [0]}]})",
                "data.transforms[0].std[0]", "must be > 0");
-  expect_error(R"("data": {"transforms": [{"name": "resize", "size": 32}]})",
+  expect_error(R"("data": {"transforms": [{"name": "resize", "size": "32"}]})",
                "data.transforms[0].size", "expected an array of integers");
+  expect_error(R"("data": {"transforms": [{"name": "resize", "size": 0}]})",
+               "data.transforms[0].size", "must be at least 1");
+  expect_error(R"("data": {"transforms": [{"name": "random_resized_crop", "size": 8,
+               "scale": [0.5, 2]}]})", "data.transforms[0].scale", "0 < low <= high <= 1");
+  expect_error(R"("data": {"transforms": [{"name": "center_crop"}]})",
+               "data.transforms[0].size", "missing");
+  expect_error(R"("data": {"eval_transforms": [{"name": "flip"}]})",
+               "data.eval_transforms[0].name", "unknown value \"flip\"");
   expect_error(R"("data": [])", "data", "expected a JSON object, got array");
 }
 
@@ -219,7 +232,8 @@ TEST(QatConfig, ErrorsNameFileAndPath) {
   expect_error(R"("qat": {"target": "tnn", "calibrator": "max",
       "qconfig": {"activation": {"calibrator": "histogram"}}})",
                "qat.calibrator", "conflicts with qconfig.activation.calibrator");
-  expect_error(R"("qats": {})", "qats", "unknown key (known: model, data, qat, export)");
+  expect_error(R"("qats": {})", "qats",
+               "unknown key (known: model, data, qat, export, train, checkpoint)");
 }
 
 TEST(ExportConfig, ParsesEveryKey) {
@@ -243,6 +257,108 @@ TEST(ExportConfig, ErrorsNameFileAndPath) {
                "expected true or false, got string \"yes\"");
   expect_error(R"("export": {"onnx": 1})", "export.onnx", "expected a string, got number 1");
   expect_error(R"("export": {"tnn": ""})", "export.tnn", "is empty");
+}
+
+TEST(DataConfig, EvalTransformsDropTheRandomOnesUnlessGiven) {
+  Config c = parse(R"("data": {"dataset": "synthetic", "num_samples": 4,
+      "transforms": [{"name": "random_resized_crop", "size": 20}, {"name": "resize", "size": 24},
+                     {"name": "center_crop", "size": 16}, {"name": "random_horizontal_flip"}]})");
+  EXPECT_EQ(make_transforms(*c.data, /*train=*/true).size(), 4u);
+  EXPECT_EQ(make_transforms(*c.data, /*train=*/false).size(), 2u);  // resize, center_crop
+  const auto loader = make_loader(*c.data, c.model, /*train=*/false);
+  loader->start_epoch(0);
+  EXPECT_EQ(loader->next()->images.shape(), (Shape{4, 1, 16, 16}));
+  c = parse(R"("data": {"dataset": "synthetic", "num_samples": 4,
+      "transforms": [{"name": "random_crop", "size": 20}],
+      "eval_transforms": [{"name": "resize", "size": [8, 6]}]})");
+  EXPECT_EQ(make_transforms(*c.data, /*train=*/false).size(), 1u);
+  const auto eval_loader = make_loader(*c.data, c.model, /*train=*/false);
+  eval_loader->start_epoch(0);
+  EXPECT_EQ(eval_loader->next()->images.shape(), (Shape{4, 1, 8, 6}));
+}
+
+TEST(DataConfig, TrainSubsetCutsTheTrainingSplitOnly) {
+  const Config c = parse(R"("data": {"dataset": "synthetic", "num_samples": 40,
+      "train_subset": 10})");
+  EXPECT_EQ(make_dataset(*c.data, c.model, /*train=*/true)->size(), 10u);
+  EXPECT_EQ(make_dataset(*c.data, c.model, /*train=*/false)->size(), 40u);
+}
+
+TEST(TrainConfig, ParsesEveryKey) {
+  const Config c = parse(R"("train": {"epochs": 5, "threads": 2, "seed": 7, "out_dir": "o",
+      "log_every": 10, "eval_batches": 3, "max_steps_per_epoch": 4,
+      "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.8, "nesterov": true,
+                    "weight_decay": 1e-4},
+      "lr_schedule": {"name": "step", "warmup_epochs": 0.5, "warmup_start_factor": 0.1,
+                      "step_epochs": 2, "gamma": 0.5}},
+      "checkpoint": {"dir": "ck", "keep_last": 2, "keep_best": false, "every_steps": 100},
+      "qat": {"target": "tnn", "start_epoch": 3, "freeze_bn_epoch": 4, "lr": 0.002})");
+  ASSERT_TRUE(c.train.has_value());
+  EXPECT_EQ(c.train->epochs, 5);
+  EXPECT_EQ(c.train->threads, 2);
+  EXPECT_EQ(c.train->seed, 7);
+  EXPECT_EQ(c.train->out_dir, "o");
+  EXPECT_EQ(c.train->log_every, 10);
+  EXPECT_EQ(c.train->eval_batches, 3);
+  EXPECT_EQ(c.train->max_steps_per_epoch, 4);
+  EXPECT_EQ(c.train->optimizer.kind, OptimizerConfig::Kind::kSgd);
+  EXPECT_EQ(c.train->optimizer.lr, 0.05);
+  EXPECT_EQ(c.train->optimizer.momentum, 0.8);
+  EXPECT_TRUE(c.train->optimizer.nesterov);
+  EXPECT_EQ(c.train->optimizer.weight_decay, 1e-4);
+  EXPECT_EQ(c.train->lr_schedule.kind, LrScheduleConfig::Kind::kStep);
+  EXPECT_EQ(c.train->lr_schedule.warmup_epochs, 0.5);
+  EXPECT_EQ(c.train->lr_schedule.warmup_start_factor, 0.1);
+  EXPECT_EQ(c.train->lr_schedule.step_epochs, 2);
+  EXPECT_EQ(c.train->lr_schedule.gamma, 0.5);
+  ASSERT_TRUE(c.checkpoint.has_value());
+  EXPECT_EQ(c.checkpoint->dir, "ck");
+  EXPECT_EQ(c.checkpoint->keep_last, 2);
+  EXPECT_FALSE(c.checkpoint->keep_best);
+  EXPECT_EQ(c.checkpoint->every_steps, 100);
+  EXPECT_EQ(c.qat->lr, 0.002);
+}
+
+TEST(TrainConfig, Defaults) {
+  const Config c = parse(R"("train": {"optimizer": {"name": "adamw", "betas": [0.8, 0.9]}})");
+  EXPECT_EQ(c.train->epochs, 1);
+  EXPECT_EQ(c.train->out_dir, "out/small_cnn");
+  EXPECT_EQ(c.train->optimizer.kind, OptimizerConfig::Kind::kAdamW);
+  EXPECT_EQ(c.train->optimizer.betas, (std::pair<double, double>{0.8, 0.9}));
+  EXPECT_EQ(c.train->lr_schedule.kind, LrScheduleConfig::Kind::kCosine);
+  EXPECT_FALSE(c.checkpoint.has_value());
+}
+
+TEST(TrainConfig, ErrorsNameFileAndPath) {
+  expect_error(R"("train": {"epoch": 3})", "train.epoch", "unknown key (known: epochs,");
+  expect_error(R"("train": {"epochs": "3"})", "train.epochs", "expected an integer");
+  expect_error(R"("train": {"epochs": 0})", "train.epochs", "must be at least 1");
+  expect_error(R"("train": {"optimizer": {"name": "rmsprop"}})", "train.optimizer.name",
+               "unknown value \"rmsprop\" (known: sgd, adam, adamw)");
+  expect_error(R"("train": {"optimizer": {"lr": -1}})", "train.optimizer.lr", "must be > 0");
+  expect_error(R"("train": {"optimizer": {"name": "adam", "momentum": 0.9}})",
+               "train.optimizer.momentum", "only applies to \"name\": \"sgd\"");
+  expect_error(R"("train": {"optimizer": {"momentum": 0, "nesterov": true}})",
+               "train.optimizer.nesterov", "needs \"momentum\" > 0");
+  expect_error(R"("train": {"optimizer": {"name": "adam", "betas": [0.9]}})",
+               "train.optimizer.betas", "expected [beta1, beta2]");
+  expect_error(R"("train": {"lr_schedule": {"name": "cosine", "gamma": 0.1}})",
+               "train.lr_schedule.gamma", "only applies to \"name\": \"step\"");
+  expect_error(R"("train": {"lr_schedule": {"warmup_start_factor": 2}})",
+               "train.lr_schedule.warmup_start_factor", "must be in (0, 1]");
+  expect_error(R"("checkpoint": {"keep_last": 0})", "checkpoint.keep_last", "must be at least 1");
+  expect_error(R"("checkpoint": {"dir": ""})", "checkpoint.dir", "is empty");
+  expect_error(R"("checkpoint": {"every": 5})", "checkpoint.every", "unknown key (known: dir,");
+  expect_error(R"("train": {"epochs": 2}, "qat": {"target": "tnn", "start_epoch": 2})",
+               "qat.start_epoch", "must be below train.epochs = 2");
+  expect_error(R"("train": {"epochs": 2}, "qat": {"target": "tnn", "freeze_bn_epoch": 5})",
+               "qat.freeze_bn_epoch", "5 is beyond train.epochs = 2");
+  expect_error(R"("qat": {"target": "tnn", "lr": 0})", "qat.lr", "must be > 0");
+  const std::string error = error_of([] {
+    parse_config(nlohmann::json::parse(R"({"model": {"name": "small_cnn", "pretrained": ""}})"),
+                 "cfg.json");
+  });
+  EXPECT_EQ(error.rfind("cfg.json: model.pretrained: is empty", 0), 0u) << error;
 }
 
 TEST(Configs, EveryExampleConfigHasDataAndQat) {

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/kernels/fake_quant.h"
 #include "core/serialize.h"
+#include "nn/data/image_folder.h"
 #include "nn/data/mnist.h"
 #include "quant/calibrator.h"
 #include "quant/qat_module.h"
@@ -29,9 +30,14 @@ nn::data::Transform make_transform(const TransformConfig& t) {
     case TransformConfig::Kind::kPad:
       return nn::data::Pad(t.padding, static_cast<float>(t.fill));
     case TransformConfig::Kind::kResize:
-      return nn::data::Resize(t.size.at(0), t.size.at(1));
+      return t.size.size() == 1 ? nn::data::Resize(t.size[0])
+                                : nn::data::Resize(t.size.at(0), t.size.at(1));
+    case TransformConfig::Kind::kCenterCrop:
+      return nn::data::CenterCrop(t.size.at(0));
     case TransformConfig::Kind::kRandomCrop:
       return nn::data::RandomCrop(t.size.at(0), t.padding);
+    case TransformConfig::Kind::kRandomResizedCrop:
+      return nn::data::RandomResizedCrop(t.size.at(0), t.scale, t.ratio);
     case TransformConfig::Kind::kRandomHorizontalFlip:
       return nn::data::RandomHorizontalFlip(t.p);
   }
@@ -98,26 +104,57 @@ class ActivationCalibration : public nn::ForwardHook {
 
 }  // namespace
 
-std::vector<nn::data::Transform> make_transforms(const DataConfig& data) {
+std::vector<nn::data::Transform> make_transforms(const DataConfig& data, bool train) {
   std::vector<nn::data::Transform> out;
-  for (const TransformConfig& t : data.transforms) out.push_back(make_transform(t));
+  if (train || !data.eval_transforms) {
+    for (const TransformConfig& t : data.transforms) {
+      if (train || !t.is_random()) out.push_back(make_transform(t));
+    }
+  } else {
+    for (const TransformConfig& t : *data.eval_transforms) out.push_back(make_transform(t));
+  }
   return out;
 }
 
 std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
                                                       const ModelConfig& model, bool train) {
-  if (data.dataset == DataConfig::Dataset::kFashionMnist)
-    return std::make_shared<nn::data::FashionMnist>(data.root, train);
-  Shape shape = data.image_shape;
-  if (shape.empty() && model.input_shape.size() == 4)
-    shape.assign(model.input_shape.begin() + 1, model.input_shape.end());
-  QAT_CHECK(!shape.empty(),
-            "synthetic data needs an image shape: set data.image_shape or model.input_shape");
-  // The test split is another stream of the same prototypes' seed family.
-  const uint64_t seed = train ? static_cast<uint64_t>(data.seed)
-                              : nn::data::derive_seed(static_cast<uint64_t>(data.seed), 1);
-  return std::make_shared<nn::data::SyntheticDataset>(static_cast<size_t>(data.num_samples), shape,
-                                                      model.num_classes.value_or(10), seed);
+  std::shared_ptr<const nn::data::Dataset> dataset;
+  switch (data.dataset) {
+    case DataConfig::Dataset::kFashionMnist:
+      dataset = std::make_shared<nn::data::FashionMnist>(data.root, train);
+      break;
+    case DataConfig::Dataset::kImageFolder: {
+      // The channels the model takes: 1 reads luma, as PIL's convert("L").
+      const int64_t channels = model.in_channels.value_or(
+          model.input_shape.size() == 4 ? model.input_shape[1] : 3);
+      QAT_CHECK(channels == 1 || channels == 3, "image_folder data gives 1 or 3 channels; ",
+                model.name, " takes ", channels);
+      dataset = std::make_shared<nn::data::ImageFolder>(
+          train ? data.train_dir : data.test_dir,
+          nn::data::ImageFolderOptions().channels(channels).on_error(
+              data.skip_unreadable ? nn::data::OnImageError::kSkip : nn::data::OnImageError::kFail));
+      break;
+    }
+    case DataConfig::Dataset::kSynthetic: {
+      Shape shape = data.image_shape;
+      if (shape.empty() && model.input_shape.size() == 4)
+        shape.assign(model.input_shape.begin() + 1, model.input_shape.end());
+      QAT_CHECK(!shape.empty(),
+                "synthetic data needs an image shape: set data.image_shape or model.input_shape");
+      // The test split is another stream of the same prototypes' seed family.
+      const uint64_t seed = train ? static_cast<uint64_t>(data.seed)
+                                  : nn::data::derive_seed(static_cast<uint64_t>(data.seed), 1);
+      dataset = std::make_shared<nn::data::SyntheticDataset>(
+          static_cast<size_t>(data.num_samples), shape, model.num_classes.value_or(10), seed);
+      break;
+    }
+  }
+  if (train && data.train_subset) {
+    QAT_CHECK(static_cast<size_t>(*data.train_subset) <= dataset->size(), "data.train_subset ",
+              *data.train_subset, " is more than the ", dataset->size(), " training images");
+    dataset = nn::data::Subset::evenly_spaced(dataset, static_cast<size_t>(*data.train_subset));
+  }
+  return dataset;
 }
 
 std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const ModelConfig& model,
@@ -127,7 +164,7 @@ std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const 
                                                     .batch_size(data.batch_size)
                                                     .num_workers(data.workers)
                                                     .seed(static_cast<uint64_t>(data.seed))
-                                                    .transforms(make_transforms(data)));
+                                                    .transforms(make_transforms(data, train)));
 }
 
 std::shared_ptr<graph::QuantizableModel> prepare_model(std::shared_ptr<nn::Module> model,

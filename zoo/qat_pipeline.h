@@ -22,17 +22,19 @@ namespace qat::zoo {
 
 // ---- data
 
-// The transforms of data.transforms, in order.
-std::vector<nn::data::Transform> make_transforms(const DataConfig& data);
+// The transforms of a split: data.transforms for training; for evaluation data.eval_transforms,
+// or data.transforms without the random ones (crops, flips) when it is not given.
+std::vector<nn::data::Transform> make_transforms(const DataConfig& data, bool train);
 
-// The dataset of the "data" section: Fashion-MNIST's training or test split from data.root, or
-// a SyntheticDataset with data.image_shape (default: model.input_shape without N) and
-// model.num_classes classes (default 10).
+// The dataset of the "data" section: Fashion-MNIST's training or test split from data.root, an
+// ImageFolder of data.train_dir / data.test_dir (model.in_channels channels, default 3), or a
+// SyntheticDataset with data.image_shape (default: model.input_shape without N) and
+// model.num_classes classes (default 10). The training split is cut to data.train_subset.
 std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
                                                       const ModelConfig& model, bool train);
 
 // make_dataset batched by data.batch_size on data.workers threads, in order (no shuffle), with
-// the transforms.
+// the split's transforms.
 std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const ModelConfig& model,
                                                   bool train);
 

@@ -37,7 +37,8 @@ std::vector<std::pair<std::string, bool>> option_keys(const ModelConfig& config)
 
 // The keys every model accepts, then `options`.
 std::vector<std::string> section_keys(const std::vector<std::string>& options) {
-  std::vector<std::string> keys = {"name", "num_classes", "in_channels", "input_shape"};
+  std::vector<std::string> keys = {"name", "num_classes", "in_channels", "input_shape",
+                                   "pretrained"};
   keys.insert(keys.end(), options.begin(), options.end());
   return keys;
 }
@@ -176,6 +177,9 @@ ModelConfig parse_model_config(const ConfigReader& config) {
   if (c.dropout && !(*c.dropout >= 0 && *c.dropout <= 1))
     model->fail("dropout", "must be in [0, 1], got " + nn::py_float(*c.dropout));
   c.input_shape = get_input_shape(*model, c.in_channels);
+  c.pretrained = model->get_string("pretrained").value_or("");
+  if (model->get_string("pretrained") && c.pretrained.empty())
+    model->fail("pretrained", "is empty (leave the key out to start from the initialization)");
 
   const std::string unsupported = unsupported_option(c, *entry);
   if (!unsupported.empty()) {

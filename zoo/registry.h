@@ -27,6 +27,9 @@ struct ModelConfig {
   std::optional<bool> transform_input;  // googlenet
   std::optional<double> dropout;        // mobilenet_v2, googlenet (before the classifier)
   Shape input_shape;  // [N, C, H, W] for `qat summary` and tracing; empty when unset
+  // A float safetensors state_dict (torchvision keys) to start from: `qat train` loads it
+  // before training (load_checkpoint); empty: the untrained torchvision initialization.
+  std::string pretrained;
 };
 
 // "resnet18", "resnet34", "resnet50", "mobilenet_v2", "shufflenet_v2_x0_5" ... "x2_0",

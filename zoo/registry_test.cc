@@ -71,9 +71,11 @@ TEST(ModelConfig, UnsetOptionsKeepTheModelDefaults) {
 TEST(ModelConfig, UnknownKeysNameTheFileThePathAndTheKnownKeys) {
   EXPECT_EQ(parse_error(R"({"model": {"name": "resnet18", "num_clases": 10}})"),
             "cfg.json: model.num_clases: unknown key (known: name, num_classes, in_channels, "
-            "input_shape, small_input, width_mult, aux_logits, transform_input, dropout)");
+            "input_shape, pretrained, small_input, width_mult, aux_logits, transform_input, "
+            "dropout)");
   EXPECT_EQ(parse_error(R"({"model": {"name": "resnet18"}, "trian": {}})"),
-            "cfg.json: trian: unknown key (known: model, data, qat, export)");
+            "cfg.json: trian: unknown key (known: model, data, qat, export, train, "
+            "checkpoint)");
 }
 
 TEST(ModelConfig, WrongTypesNameThePath) {
@@ -126,10 +128,10 @@ TEST(ModelConfig, ModelNamesAndOptionsAreChecked) {
   EXPECT_EQ(parse_error(R"({})"), "cfg.json: model: missing section (it needs at least \"name\")");
   EXPECT_EQ(parse_error(R"({"model": {"name": "resnet18", "width_mult": 0.5}})"),
             "cfg.json: model.width_mult: not an option of resnet18 (its keys: name, num_classes, "
-            "in_channels, input_shape, small_input)");
+            "in_channels, input_shape, pretrained, small_input)");
   EXPECT_EQ(parse_error(R"({"model": {"name": "small_cnn", "small_input": true}})"),
             "cfg.json: model.small_input: not an option of small_cnn (its keys: name, "
-            "num_classes, in_channels, input_shape)");
+            "num_classes, in_channels, input_shape, pretrained)");
 }
 
 TEST(ConfigFile, ErrorsNameTheFile) {

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "core/check.h"
 #include "core/random.h"
 
 namespace qat::nn::data {
@@ -46,6 +47,31 @@ Example SyntheticDataset::get(size_t index) const {
     out[i] = prototype[i] + static_cast<float>(gen.normal(0.0, 1.0));
   }
   return example;
+}
+
+Subset::Subset(std::shared_ptr<const Dataset> base, std::vector<size_t> indices)
+    : base_(std::move(base)), indices_(std::move(indices)) {
+  QAT_CHECK(base_ != nullptr, "Subset: no base dataset");
+  for (size_t index : indices_) {
+    QAT_CHECK(index < base_->size(), "Subset: index ", index, " is outside the dataset of ",
+              base_->size(), " examples");
+  }
+}
+
+std::shared_ptr<Subset> Subset::evenly_spaced(std::shared_ptr<const Dataset> base,
+                                              size_t count) {
+  QAT_CHECK(base != nullptr, "Subset: no base dataset");
+  const size_t size = base->size();
+  QAT_CHECK(count >= 1 && count <= size, "Subset: cannot take ", count, " examples of ", size);
+  std::vector<size_t> indices(count);
+  for (size_t i = 0; i < count; ++i) indices[i] = i * size / count;  // < size, increasing
+  return std::make_shared<Subset>(std::move(base), std::move(indices));
+}
+
+Example Subset::get(size_t index) const {
+  QAT_CHECK(index < indices_.size(), "Subset: index ", index, " out of range for ",
+            indices_.size(), " examples");
+  return base_->get(indices_[index]);
 }
 
 }  // namespace qat::nn::data

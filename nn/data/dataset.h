@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
@@ -39,6 +40,23 @@ class SyntheticDataset : public Dataset {
   int64_t num_classes_;
   uint64_t seed_;
   std::vector<std::vector<float>> prototypes_;  // [num_classes][numel(shape)]
+};
+
+// The examples of `base` at `indices`, in that order, as torch.utils.data.Subset. An index
+// outside `base` is an error at construction.
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> base, std::vector<size_t> indices);
+  // `count` examples spread evenly over `base`: indices floor(i * size / count), i < count.
+  // A fixed subset without a random stream, covering every part of an ordered dataset.
+  static std::shared_ptr<Subset> evenly_spaced(std::shared_ptr<const Dataset> base, size_t count);
+
+  size_t size() const override { return indices_.size(); }
+  Example get(size_t index) const override;
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  std::vector<size_t> indices_;
 };
 
 // Derives an independent seed for sub-stream `stream` of `seed` (SplitMix64 mixing), so

@@ -94,5 +94,30 @@ TEST(SyntheticDataset, IsLearnable) {
   EXPECT_GT(accuracy, 0.95);
 }
 
+TEST(Subset, TakesTheIndexedExamplesInOrder) {
+  auto base = std::make_shared<SyntheticDataset>(10, Shape{1, 2, 2}, 10, /*seed=*/4);
+  const Subset subset(base, {7, 2, 7});
+  ASSERT_EQ(subset.size(), 3u);
+  EXPECT_EQ(subset.get(0).label, 7);
+  EXPECT_EQ(subset.get(1).label, 2);
+  const Tensor picked = subset.get(2).image, original = base->get(7).image;
+  ASSERT_EQ(picked.numel(), original.numel());
+  for (int64_t i = 0; i < picked.numel(); ++i)
+    EXPECT_EQ(picked.data<float>()[i], original.data<float>()[i]);
+  EXPECT_THROW(subset.get(3), Error);
+  EXPECT_THROW(Subset(base, {10}), Error);
+}
+
+TEST(Subset, EvenlySpacedCoversTheWholeDataset) {
+  auto base = std::make_shared<SyntheticDataset>(10, Shape{1, 1, 1}, 10, /*seed=*/0);
+  const auto subset = Subset::evenly_spaced(base, 4);  // floor(i * 10 / 4) = 0, 2, 5, 7
+  ASSERT_EQ(subset->size(), 4u);
+  const int64_t expected[] = {0, 2, 5, 7};
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(subset->get(i).label, expected[i]);
+  EXPECT_EQ(Subset::evenly_spaced(base, 10)->get(9).label, 9);
+  EXPECT_THROW(Subset::evenly_spaced(base, 11), Error);
+  EXPECT_THROW(Subset::evenly_spaced(base, 0), Error);
+}
+
 }  // namespace
 }  // namespace qat::nn::data
