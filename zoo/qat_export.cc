@@ -64,7 +64,7 @@ std::string bytes_text(const std::string& path) {
 }
 
 // "wrote m.onnx (87 nodes: 24 QuantizeLinear, 45 DequantizeLinear, 18 other; 10234 bytes)".
-void print_onnx(const std::string& path) {
+void print_onnx(const std::string& path, std::FILE* report) {
   onnx::ModelProto proto;
   if (!proto.ParseFromString(exporters::read_file_bytes(path)))
     throw Error(path + ": the file just written is no ONNX model");
@@ -72,20 +72,22 @@ void print_onnx(const std::string& path) {
   for (const onnx::NodeProto& node : proto.graph().node()) ++counts[node.op_type()];
   const int nodes = proto.graph().node_size();
   const int q = counts["QuantizeLinear"], dq = counts["DequantizeLinear"];
-  std::printf("wrote %s (%d nodes: %d QuantizeLinear, %d DequantizeLinear, %d other; %s)\n",
-              path.c_str(), nodes, q, dq, nodes - q - dq, bytes_text(path).c_str());
+  std::fprintf(report,
+               "wrote %s (%d nodes: %d QuantizeLinear, %d DequantizeLinear, %d other; %s)\n",
+               path.c_str(), nodes, q, dq, nodes - q - dq, bytes_text(path).c_str());
 }
 
 // "wrote p.tnnproto (31 layers, 25 int8; ... bytes) and p.tnnmodel (52 resources; ... bytes)",
 // read back with the TNN reader.
-void print_tnn(const std::string& prefix) {
+void print_tnn(const std::string& prefix, std::FILE* report) {
   const exporters::TnnNet net = exporters::read_tnn(prefix);
   int int8 = 0;
   for (const exporters::TnnLayer& layer : net.layers)
     int8 += layer.type.rfind("Quantized", 0) == 0 ? 1 : 0;
-  std::printf("wrote %s.tnnproto (%zu layers, %d int8; %s) and %s.tnnmodel (%zu resources; %s)\n",
-              prefix.c_str(), net.layers.size(), int8, bytes_text(prefix + ".tnnproto").c_str(),
-              prefix.c_str(), net.resources.size(), bytes_text(prefix + ".tnnmodel").c_str());
+  std::fprintf(report,
+               "wrote %s.tnnproto (%zu layers, %d int8; %s) and %s.tnnmodel (%zu resources; %s)\n",
+               prefix.c_str(), net.layers.size(), int8, bytes_text(prefix + ".tnnproto").c_str(),
+               prefix.c_str(), net.resources.size(), bytes_text(prefix + ".tnnmodel").c_str());
 }
 
 void export_int8(const Config& config, const std::string& config_path,
@@ -102,16 +104,7 @@ void export_int8(const Config& config, const std::string& config_path,
   std::printf("exporting %s for %s: int8 model of %s (%d conv / linear layers, %d quantizers)\n",
               config.model.name.c_str(), quant::target_name(int_model.target), checkpoint.c_str(),
               layers, quantizers);
-  if (!files.onnx.empty()) {
-    make_parent_directory(files.onnx);
-    exporters::export_onnx(int_model, files.onnx);
-    print_onnx(files.onnx);
-  }
-  if (!files.tnn.empty()) {
-    make_parent_directory(files.tnn);
-    exporters::export_tnn(int_model, files.tnn);
-    print_tnn(files.tnn);
-  }
+  write_int8_files(int_model, files, stdout);
 }
 
 void export_float(const Config& config, const std::string& config_path,
@@ -133,12 +126,12 @@ void export_float(const Config& config, const std::string& config_path,
   if (!files.onnx.empty()) {
     make_parent_directory(files.onnx);
     exporters::export_onnx(*model, config.model.input_shape, files.onnx);
-    print_onnx(files.onnx);
+    print_onnx(files.onnx, stdout);
   }
   if (!files.tnn.empty()) {
     make_parent_directory(files.tnn);
     exporters::export_tnn_float(graph::trace(*model, config.model.input_shape), files.tnn);
-    print_tnn(files.tnn);
+    print_tnn(files.tnn, stdout);
   }
 }
 
@@ -195,6 +188,20 @@ void check_int8_targets(const ExportFiles& files, const Config& config,
                 "a PyTorch preset; " +
                 config_path + " has \"" + name +
                 "\", whose int8 model is TNN's (--tnn); for a float ONNX model, pass --float true");
+  }
+}
+
+void write_int8_files(const graph::IntModel& int_model, const ExportFiles& files,
+                      std::FILE* report) {
+  if (!files.onnx.empty()) {
+    make_parent_directory(files.onnx);
+    exporters::export_onnx(int_model, files.onnx);
+    print_onnx(files.onnx, report);
+  }
+  if (!files.tnn.empty()) {
+    make_parent_directory(files.tnn);
+    exporters::export_tnn(int_model, files.tnn);
+    print_tnn(files.tnn, report);
   }
 }
 

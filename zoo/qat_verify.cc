@@ -1,16 +1,10 @@
 // `qat verify`: runs exported models (ONNX in ONNX Runtime for Node, TNN read back) on a few
 // batches and compares them with the in-process model they were exported from.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -23,10 +17,9 @@
 #include "graph/convert.h"
 #include "graph/int_model.h"
 #include "zoo/config.h"
+#include "zoo/onnx_runtime.h"
 #include "zoo/qat_commands.h"
 #include "zoo/qat_pipeline.h"
-
-extern char** environ;
 
 namespace qat::zoo::cli {
 namespace {
@@ -46,8 +39,6 @@ constexpr double kOnnxInt8Tolerance = 0;
 // Float models (ONNX and TNN): float32 summation order, TNN also BN folded into the conv.
 constexpr double kFloatTolerance = 1e-4;
 
-const char kInstallCommand[] = "npm install onnxruntime-node --onnxruntime-node-install=skip";
-
 CommandSpec verify_spec() {
   return {
       "verify",
@@ -59,7 +50,7 @@ CommandSpec verify_spec() {
       "           the float eval forward (--float true). Needs node and onnxruntime-node in\n"
       "           $QAT_ORT_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/qat-onnxruntime);\n"
       "           install it there with '" +
-          std::string(kInstallCommand) +
+          std::string(kOrtInstallCommand) +
           "'.\n"
           "  --tnn    read back with the TNN reader: simulate() of the re-read int8 model against\n"
           "           simulate() of the converted one (tnn), or the float net against the eval\n"
@@ -207,165 +198,6 @@ void print_check(const Check& c) {
       c.passed() ? "ok" : "FAILED", tolerance_text(c.tolerance).c_str());
 }
 
-// ---- ONNX Runtime for Node
-
-// Runs an ONNX model on raw float32 batches with graph optimizations off (Q/DQ nodes execute as
-// written, onnx_qdq.md §9) on one thread, and prints onnxruntime-node's version.
-//   node <script> <ort_dir> <model.onnx> <in.bin> <d0,d1,...> <out.bin> [<in> <dims> <out> ...]
-// Each out.bin gets the model's first output as raw float32.
-const char kOrtScript[] = R"js('use strict';
-const fs = require('fs');
-const path = require('path');
-
-async function main([ortDir, model, ...jobs]) {
-  const packageDir = path.join(ortDir, 'node_modules', 'onnxruntime-node');
-  const ort = require(packageDir);
-  console.log(require(path.join(packageDir, 'package.json')).version);
-  const session = await ort.InferenceSession.create(model, {
-    graphOptimizationLevel: 'disabled',
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-  });
-  for (let i = 0; i + 3 <= jobs.length; i += 3) {
-    const [input, dims, output] = jobs.slice(i, i + 3);
-    const bytes = fs.readFileSync(input);
-    const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-    const x = new ort.Tensor('float32', data, dims.split(',').map(Number));
-    const results = await session.run({[session.inputNames[0]]: x});
-    const y = results[session.outputNames[0]];
-    if (y.type !== 'float32') throw new Error('output ' + session.outputNames[0] + ' is ' + y.type);
-    fs.writeFileSync(output, Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength));
-  }
-}
-
-main(process.argv.slice(2)).catch((e) => {
-  console.error(String(e && e.message ? e.message : e).split('\n')[0]);
-  process.exit(1);
-});
-)js";
-
-// $QAT_ORT_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/qat-onnxruntime.
-std::string ort_dir() {
-  const auto env = [](const char* name) -> std::string {
-    const char* value = std::getenv(name);
-    return value != nullptr ? value : "";
-  };
-  if (!env("QAT_ORT_DIR").empty()) return env("QAT_ORT_DIR");
-  const std::string cache =
-      !env("XDG_CACHE_HOME").empty() ? env("XDG_CACHE_HOME") : env("HOME") + "/.cache";
-  return cache + "/qat-onnxruntime";
-}
-
-// Runs `argv` (found on PATH) with stdout and stderr into `output`; returns its exit code, or
-// -1 when it could not be started.
-int run_process(const std::vector<std::string>& argv, const std::string& output_file,
-                std::string& output) {
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) return -1;
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  output = exporters::read_file_bytes(output_file);
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// A temporary directory, removed with its files when this goes out of scope.
-class TempDir {
- public:
-  TempDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/qat-verify-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw Error("verify: cannot create a temporary directory " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Fails with how to install node or onnxruntime-node when they are missing.
-void check_ort_installed(const std::string& dir, const TempDir& temp) {
-  std::string output;
-  const std::string setup = "mkdir -p " + dir + " && cd " + dir + " && " + kInstallCommand;
-  if (run_process({"node", "--version"}, temp.path() + "/node_version.txt", output) != 0) {
-    throw Error("verify --onnx runs the model in ONNX Runtime for Node, but 'node' does not run (" +
-                (output.empty() ? std::string("not on PATH") : output) +
-                "); install Node.js (Debian: apt-get install nodejs npm), then: " + setup);
-  }
-  const std::string package = dir + "/node_modules/onnxruntime-node/package.json";
-  if (!std::filesystem::exists(package)) {
-    throw Error("verify --onnx needs ONNX Runtime for Node, and there is no " + package +
-                " ($QAT_ORT_DIR, default ${XDG_CACHE_HOME:-$HOME/.cache}/qat-onnxruntime); "
-                "install it once with: " +
-                setup);
-  }
-}
-
-void write_floats(const std::string& path, const Tensor& t) {
-  const std::vector<float> v = t.to_vector<float>();
-  std::ofstream file(path, std::ios::binary);
-  file.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-  if (!file) throw Error("verify: cannot write " + path);
-}
-
-std::vector<float> read_floats(const std::string& path) {
-  const std::string bytes = exporters::read_file_bytes(path);
-  std::vector<float> v(bytes.size() / sizeof(float));
-  std::copy(bytes.begin(), bytes.begin() + v.size() * sizeof(float),
-            reinterpret_cast<char*>(v.data()));
-  return v;
-}
-
-// The ONNX model's first output for every batch, from one node process; `version` gets
-// onnxruntime-node's version.
-std::vector<std::vector<float>> run_onnx_runtime(const std::string& model,
-                                                 const std::vector<Tensor>& batches,
-                                                 std::string& version) {
-  if (!std::filesystem::exists(model))
-    throw Error("verify: no ONNX file " + model + " (write it with 'qat export --onnx')");
-  const TempDir temp;
-  const std::string dir = ort_dir();
-  check_ort_installed(dir, temp);
-  const std::string script = temp.path() + "/qat_verify_ort.js";
-  std::ofstream(script) << kOrtScript;
-  std::vector<std::string> argv = {"node", script, dir, model};
-  for (size_t i = 0; i < batches.size(); ++i) {
-    const std::string stem = temp.path() + "/batch" + std::to_string(i);
-    write_floats(stem + ".in", batches[i]);
-    std::string dims;
-    for (const int64_t d : batches[i].shape())
-      dims += (dims.empty() ? "" : ",") + std::to_string(d);
-    argv.insert(argv.end(), {stem + ".in", dims, stem + ".out"});
-  }
-  std::string output;
-  if (run_process(argv, temp.path() + "/node_output.txt", output) != 0)
-    throw Error("verify: ONNX Runtime failed on " + model + ": " + output);
-  version = output.substr(0, output.find('\n'));
-  std::vector<std::vector<float>> outputs;
-  for (size_t i = 0; i < batches.size(); ++i)
-    outputs.push_back(read_floats(temp.path() + "/batch" + std::to_string(i) + ".out"));
-  return outputs;
-}
-
 // ---- the checks
 
 // The in-process model: simulate() of the converted QAT model, or the float eval forward.
@@ -382,8 +214,10 @@ struct Reference {
 
 Check check_onnx(const std::string& path, const Reference& reference, const Inputs& inputs,
                  std::optional<double> tolerance) {
+  if (!std::filesystem::exists(path))
+    throw Error("verify: no ONNX file " + path + " (write it with 'qat export --onnx')");
   std::string version;
-  const std::vector<std::vector<float>> got = run_onnx_runtime(path, inputs.batches, version);
+  const std::vector<Tensor> got = run_onnx_runtime(path, inputs.batches, "verify --onnx", &version);
   Check check;
   check.what =
       "onnx " + path + " in ONNX Runtime " + version + " (optimizations off) vs " +
@@ -392,7 +226,8 @@ Check check_onnx(const std::string& path, const Reference& reference, const Inpu
   graph::SimulateOptions options;
   options.accumulation = graph::Accumulation::kOnnxRuntime;
   for (size_t i = 0; i < got.size(); ++i)
-    check.agreement.add(reference(inputs.batches[i], options), got[i], "the ONNX model " + path);
+    check.agreement.add(reference(inputs.batches[i], options), got[i].to_vector<float>(),
+                        "the ONNX model " + path);
   return check;
 }
 
