@@ -206,10 +206,12 @@ TEST(QatErrors, FailuresAreOneLineWithExitCode1) {
 
 TEST(QatErrors, UsageErrorsExitWith2) {
   expect_error(qat(""), 2,
-               "no command given (commands: calibrate, export, inspect, run, summary, verify)");
-  expect_error(qat("train"), 2,
-               "unknown command 'train' (commands: calibrate, export, inspect, run, summary, "
-               "verify; see 'qat --help')");
+               "no command given (commands: calibrate, eval, export, inspect, run, sensitivity, "
+               "summary, train, verify)");
+  expect_error(qat("trian"), 2,
+               "unknown command 'trian' (commands: calibrate, eval, export, inspect, run, "
+               "sensitivity, summary, train, verify; see 'qat --help')");
+  expect_error(qat("train"), 2, "missing --config (see 'qat train --help')");
   expect_error(qat("run --config c.json"), 2, "missing --checkpoint (see 'qat run --help')");
   expect_error(qat("run --bogus 1"), 2, "unknown flag --bogus");
   expect_error(qat("summary --config"), 2, "flag --config needs a value");

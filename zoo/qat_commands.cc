@@ -1,12 +1,22 @@
 #include "zoo/qat_commands.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <utility>
 
 namespace qat::zoo::cli {
+
+void enter_invocation_directory() {
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (dir != nullptr && ::chdir(dir) != 0)
+    throw Error(std::string("cannot enter ") + dir + ": " + std::strerror(errno));
+}
 
 std::string command_help(const CommandSpec& spec) {
   std::string usage = "usage: qat " + spec.name;

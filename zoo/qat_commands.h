@@ -1,18 +1,21 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/check.h"
+#include "graph/int_model.h"
 #include "zoo/config.h"
 #include "zoo/flags.h"
 
 // The subcommands of the `qat` tool (qat_main.cc dispatches), one file each: qat_calibrate.cc,
-// qat_export.cc, qat_inspect.cc, qat_run.cc, qat_summary.cc, qat_verify.cc. A subcommand is a
-// function taking its own argv (argv[0] is its name) and returning the exit code; it throws
-// qat::Error for failures (exit code 1) and UsageError for command-line mistakes (exit code 2).
+// qat_export.cc, qat_inspect.cc, qat_run.cc, qat_sensitivity.cc, qat_summary.cc, qat_verify.cc.
+// A subcommand is a function taking its own argv (argv[0] is its name) and returning the exit
+// code; it throws qat::Error for failures (exit code 1) and UsageError for command-line mistakes
+// (exit code 2).
 namespace qat::zoo::cli {
 
 // A command-line mistake (unknown flag, missing --config): `qat` prints it and exits with 2.
@@ -22,11 +25,20 @@ class UsageError : public Error {
 };
 
 int calibrate_main(int argc, const char* const* argv);
+int eval_main(int argc, const char* const* argv);
 int export_main(int argc, const char* const* argv);
 int inspect_main(int argc, const char* const* argv);
 int run_main(int argc, const char* const* argv);
+int sensitivity_main(int argc, const char* const* argv);
 int summary_main(int argc, const char* const* argv);
+int train_main(int argc, const char* const* argv);
+// The per-model training programs (//zoo:resnet18, ...): `qat train` for configs of `model`.
+int train_model_main(const std::string& model, int argc, const char* const* argv);
 int verify_main(int argc, const char* const* argv);
+
+// `bazel run` starts a binary in its runfiles tree; the user's relative paths are relative to
+// the directory bazel was run from (BUILD_WORKING_DIRECTORY), which this enters.
+void enter_invocation_directory();
 
 // One flag of a subcommand, for parsing and for its --help.
 struct FlagSpec {
@@ -85,5 +97,11 @@ void check_int8_targets(const ExportFiles& files, const Config& config,
 
 // For the float export: `checkpoint` is no QAT checkpoint (the error suggests dropping --float).
 void check_float_checkpoint(const std::string& checkpoint);
+
+// Writes the int8 model `int_model` as `files` say (ONNX Q/DQ and / or TNN int8), creating
+// missing directories, and prints a line per file written to `report` (export: stdout; eval,
+// whose stdout is its table: stderr).
+void write_int8_files(const graph::IntModel& int_model, const ExportFiles& files,
+                      std::FILE* report);
 
 }  // namespace qat::zoo::cli

@@ -2,12 +2,7 @@
 //   bazel run //:qat -- summary --config zoo/configs/resnet18_fashion_mnist.json
 // Errors are one line on stderr, "qat: error: ...", with exit code 1; command-line mistakes
 // exit with 2.
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 
@@ -26,12 +21,18 @@ struct Command {
 constexpr Command kCommands[] = {
     {"calibrate", "calibrate a float checkpoint for QAT and write the QAT checkpoint",
      calibrate_main},
+    {"eval", "top-1 / top-5 / loss of a checkpoint: float, fake-quant, int8, ONNX Runtime, TNN",
+     eval_main},
     {"export", "write the int8 model of a QAT checkpoint (ONNX Q/DQ or TNN), or the float model",
      export_main},
     {"inspect", "print the prepared QAT graph, and the quantizers of a QAT checkpoint",
      inspect_main},
     {"run", "run a model (float, fake-quant or int8) on the tensor \"input\" of a file", run_main},
+    {"sensitivity", "rank the quantized nodes by accuracy cost and suggest a black_list",
+     sensitivity_main},
     {"summary", "print the module tree with parameter counts and output shapes", summary_main},
+    {"train", "train a config: float, calibration, QAT, export and the accuracy table; resumable",
+     train_main},
     {"verify", "run exported ONNX (in ONNX Runtime) / TNN files against the in-process model",
      verify_main},
 };
@@ -49,16 +50,8 @@ void print_help() {
       "Quantization-aware training for the torchvision zoo models. A JSON config file\n"
       "(zoo/configs/*.json) names the model, its data and how to quantize it.\n\ncommands:\n");
   for (const Command& command : kCommands)
-    std::printf("  %-10s %s\n", command.name, command.summary);
+    std::printf("  %-12s %s\n", command.name, command.summary);
   std::printf("\n'qat <command> --help' lists the flags of a command.\n");
-}
-
-// `bazel run` starts the binary in its runfiles tree; the user's relative paths are relative to
-// the directory bazel was run from.
-void enter_invocation_directory() {
-  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
-  if (dir != nullptr && ::chdir(dir) != 0)
-    throw Error(std::string("cannot enter ") + dir + ": " + std::strerror(errno));
 }
 
 int qat_main(int argc, const char* const* argv) {

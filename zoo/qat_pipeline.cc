@@ -141,11 +141,19 @@ std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
         shape.assign(model.input_shape.begin() + 1, model.input_shape.end());
       QAT_CHECK(!shape.empty(),
                 "synthetic data needs an image shape: set data.image_shape or model.input_shape");
-      // The test split is another stream of the same prototypes' seed family.
-      const uint64_t seed = train ? static_cast<uint64_t>(data.seed)
-                                  : nn::data::derive_seed(static_cast<uint64_t>(data.seed), 1);
-      dataset = std::make_shared<nn::data::SyntheticDataset>(
-          static_cast<size_t>(data.num_samples), shape, model.num_classes.value_or(10), seed);
+      // Examples are a function of (seed, index): the test split is the next num_samples
+      // examples of the same prototypes, so what the training split teaches carries over.
+      const size_t n = static_cast<size_t>(data.num_samples);
+      auto examples = std::make_shared<nn::data::SyntheticDataset>(
+          train ? n : 2 * n, shape, model.num_classes.value_or(10),
+          static_cast<uint64_t>(data.seed));
+      if (train) {
+        dataset = examples;
+      } else {
+        std::vector<size_t> indices(n);
+        for (size_t i = 0; i < n; ++i) indices[i] = n + i;
+        dataset = std::make_shared<nn::data::Subset>(examples, std::move(indices));
+      }
       break;
     }
   }

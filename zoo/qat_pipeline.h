@@ -29,7 +29,8 @@ std::vector<nn::data::Transform> make_transforms(const DataConfig& data, bool tr
 // The dataset of the "data" section: Fashion-MNIST's training or test split from data.root, an
 // ImageFolder of data.train_dir / data.test_dir (model.in_channels channels, default 3), or a
 // SyntheticDataset with data.image_shape (default: model.input_shape without N) and
-// model.num_classes classes (default 10). The training split is cut to data.train_subset.
+// model.num_classes classes (default 10), whose test split is the num_samples examples after
+// the training ones. The training split is cut to data.train_subset.
 std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
                                                       const ModelConfig& model, bool train);
 
