@@ -156,7 +156,9 @@ struct TrainConfig {
   // default export files. Relative to the working directory.
   std::string out_dir;
   int64_t log_every = 100;    // steps between plain progress lines and metrics records
-  int64_t eval_batches = 0;   // test batches per evaluation; 0: the whole test split
+  // Test batches of the evaluation after each epoch; 0: the whole test split. The float model
+  // at the end of its phase and the final table always use the whole test split.
+  int64_t eval_batches = 0;
   // Optimizer steps per epoch at most (short smoke runs); nullopt: the whole training split.
   std::optional<int64_t> max_steps_per_epoch;
 };
