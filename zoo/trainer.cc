@@ -771,11 +771,15 @@ void Trainer::finish(TrainResult& result) {
                     {"note", row.note}});
   }
   metrics_->write({{"event", "final"}, {"step", step_}, {"table", rows}});
-  progress_.line(format_accuracy_table(result.table));
+  const std::string table = format_accuracy_table(result.table);
+  progress_.line(table);
+  result.accuracy_table = out_dir_ + "/accuracy.txt";
+  write_file_atomically(result.accuracy_table, config_.model.name + " (" + path_ + ")\n" + table +
+                                                   "\n");
   std::string files = "wrote " + result.float_weights;
   if (!result.qat_weights.empty()) files += ", " + result.qat_weights;
   for (const std::string& file : result.exported) files += ", " + file;
-  progress_.line(files + ", " + metrics_->path());
+  progress_.line(files + ", " + metrics_->path() + ", " + result.accuracy_table);
   result.completed = true;
   result.steps = step_;
   result.last_checkpoint = last_checkpoint_;

@@ -55,6 +55,7 @@ struct TrainResult {
   std::string float_weights;  // <out_dir>/float.safetensors (state_dict of the float model)
   std::string qat_weights;    // <out_dir>/qat.safetensors (QAT checkpoint), when there is QAT
   std::vector<std::string> exported;  // files written at the end
+  std::string accuracy_table;         // <out_dir>/accuracy.txt: the table as printed
   std::vector<AccuracyRow> table;
 };
 

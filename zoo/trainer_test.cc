@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stb/stb_image_write.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -304,6 +305,50 @@ TEST(Trainer, RefusesToOverwriteOrToResumeWithOtherSettings) {
   json["train"]["log_every"] = 1;
   write_config(dir, json);
   EXPECT_NO_THROW(run(config, resume));
+}
+
+// A class-per-directory folder of 28x28 gray PNGs whose class sets the brightness, plus a
+// file that claims to be a PNG but is not and a text file (not an image: ignored).
+void write_image_folder(const std::string& root, int per_class) {
+  for (int label = 0; label < 4; ++label) {
+    const std::string dir = root + "/class" + std::to_string(label);
+    fs::create_directories(dir);
+    for (int i = 0; i < per_class; ++i) {
+      std::vector<uint8_t> pixels(28 * 28);
+      for (size_t p = 0; p < pixels.size(); ++p)
+        pixels[p] = static_cast<uint8_t>((label * 60 + (p * 7 + i * 13) % 40) % 256);
+      const std::string path = dir + "/" + std::to_string(i) + ".png";
+      ASSERT_NE(stbi_write_png(path.c_str(), 28, 28, 1, pixels.data(), 28), 0) << path;
+    }
+  }
+  std::ofstream(root + "/class1/broken.png") << "not a png";
+  std::ofstream(root + "/class2/notes.txt") << "ignored";
+}
+
+TEST(Trainer, ImageFolderSkipsOrFailsOnUnreadableImages) {
+  const std::string dir = scratch("image_folder");
+  write_image_folder(dir + "/train", 8);
+  write_image_folder(dir + "/test", 2);
+  Json json = base_config(dir + "/out", "tnn");
+  json["data"] = Json::parse(R"({"dataset": "image_folder", "batch_size": 8, "on_error": "skip",
+      "transforms": [{"name": "random_horizontal_flip"}, {"name": "normalize", "mean": [0.5],
+                     "std": [0.25]}]})");
+  json["data"]["train_dir"] = dir + "/train";
+  json["data"]["test_dir"] = dir + "/test";
+  json["train"]["epochs"] = 2;
+  json["qat"].erase("freeze_bn_epoch");
+  const std::string config = write_config(dir, json);
+  const TrainResult result = run(config);  // the broken file is reported and left out
+  ASSERT_TRUE(result.completed);
+  EXPECT_EQ(result.steps, 2 * 4);  // 32 readable training images, batches of 8
+  EXPECT_EQ(row(result, "exported").result->images, 8);
+  EXPECT_EQ(row(result, "exported").result->top1, row(result, "int8").result->top1);
+
+  json["data"]["on_error"] = "fail";
+  json["train"]["out_dir"] = dir + "/out_fail";
+  write_config(dir, json);
+  const std::string error = error_of([&] { run(config); });
+  EXPECT_NE(error.find(dir + "/train/class1/broken.png"), std::string::npos) << error;
 }
 
 TEST(Trainer, ConfigWithoutTrainSectionIsAnError) {
