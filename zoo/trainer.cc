@@ -221,6 +221,17 @@ Json eval_json(const EvalResult& r) {
 
 // ---- optimization
 
+// Adam and AdamW take the same settings (AdamW decouples the weight decay).
+template <class Adam, class Options>
+std::unique_ptr<nn::Optimizer> make_adam(std::vector<Tensor> params, const OptimizerConfig& c,
+                                         double lr) {
+  return std::make_unique<Adam>(std::move(params), Options()
+                                                       .lr(lr)
+                                                       .betas({c.betas.first, c.betas.second})
+                                                       .eps(c.eps)
+                                                       .weight_decay(c.weight_decay));
+}
+
 std::unique_ptr<nn::Optimizer> make_optimizer(std::vector<Tensor> params,
                                               const OptimizerConfig& c, double lr) {
   switch (c.kind) {
@@ -230,19 +241,9 @@ std::unique_ptr<nn::Optimizer> make_optimizer(std::vector<Tensor> params,
                                                               .nesterov(c.nesterov)
                                                               .weight_decay(c.weight_decay));
     case OptimizerConfig::Kind::kAdam:
-      return std::make_unique<nn::Adam>(std::move(params),
-                                        nn::AdamOptions()
-                                            .lr(lr)
-                                            .betas({c.betas.first, c.betas.second})
-                                            .eps(c.eps)
-                                            .weight_decay(c.weight_decay));
+      return make_adam<nn::Adam, nn::AdamOptions>(std::move(params), c, lr);
     case OptimizerConfig::Kind::kAdamW:
-      return std::make_unique<nn::AdamW>(std::move(params),
-                                         nn::AdamWOptions()
-                                             .lr(lr)
-                                             .betas({c.betas.first, c.betas.second})
-                                             .eps(c.eps)
-                                             .weight_decay(c.weight_decay));
+      return make_adam<nn::AdamW, nn::AdamWOptions>(std::move(params), c, lr);
   }
   QAT_CHECK(false, "make_optimizer: invalid OptimizerConfig::Kind");
   return nullptr;

@@ -106,6 +106,16 @@ const std::string& reference_run() {
   return weights;
 }
 
+// Resumes the run of `config` to its end; its weights must be the reference run's.
+void resume_to_the_end_and_compare(const std::string& config) {
+  TrainOptions resume;
+  resume.resume = true;
+  const TrainResult result = run(config, resume);
+  ASSERT_TRUE(result.completed);
+  EXPECT_EQ(result.steps, 24);
+  EXPECT_TRUE(same_tensors(result.qat_weights, reference_run()));
+}
+
 const AccuracyRow& row(const TrainResult& result, const std::string& prefix) {
   for (const AccuracyRow& r : result.table) {
     if (r.name.rfind(prefix, 0) == 0) return r;
@@ -189,12 +199,7 @@ TEST(Trainer, StoppedInProcessAndResumedIsBitIdentical) {
     ASSERT_FALSE(part.completed);
     ASSERT_EQ(part.steps, expected_step);
   }
-  TrainOptions rest;
-  rest.resume = true;
-  const TrainResult result = run(config, rest);
-  ASSERT_TRUE(result.completed);
-  EXPECT_EQ(result.steps, 24);
-  EXPECT_TRUE(same_tensors(result.qat_weights, reference_run()));
+  resume_to_the_end_and_compare(config);
 }
 
 TEST(Trainer, KilledQatProcessResumesBitIdentical) {
@@ -254,11 +259,7 @@ TEST(Trainer, NanLossStopsAndKeepsTheLastGoodCheckpoint) {
   ASSERT_FALSE(checkpoints.list().empty());
   EXPECT_NE(checkpoints.list().back().find("ckpt-00000009"), std::string::npos);
   // The bad step was never committed: resuming on clean data ends as the reference does.
-  TrainOptions clean;
-  clean.resume = true;
-  const TrainResult result = run(config, clean);
-  ASSERT_TRUE(result.completed);
-  EXPECT_TRUE(same_tensors(result.qat_weights, reference_run()));
+  resume_to_the_end_and_compare(config);
 }
 
 TEST(Trainer, DamagedNewestCheckpointFallsBackToThePreviousOne) {
@@ -277,11 +278,7 @@ TEST(Trainer, DamagedNewestCheckpointFallsBackToThePreviousOne) {
   EXPECT_EQ(usable->step, 12);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("ckpt-00000014"), std::string::npos) << warnings[0];
-  TrainOptions resume;
-  resume.resume = true;
-  const TrainResult result = run(config, resume);
-  ASSERT_TRUE(result.completed);
-  EXPECT_TRUE(same_tensors(result.qat_weights, reference_run()));
+  resume_to_the_end_and_compare(config);
 }
 
 TEST(Trainer, RefusesToOverwriteOrToResumeWithOtherSettings) {
@@ -349,6 +346,22 @@ TEST(Trainer, ImageFolderSkipsOrFailsOnUnreadableImages) {
   write_config(dir, json);
   const std::string error = error_of([&] { run(config); });
   EXPECT_NE(error.find(dir + "/train/class1/broken.png"), std::string::npos) << error;
+}
+
+TEST(Trainer, FloatOnlyWithAdamWAndAStepSchedule) {
+  const std::string dir = scratch("float_only");
+  Json json = base_config(dir + "/out", "tensorrt");
+  json.erase("qat");
+  json["train"]["optimizer"] = Json::parse(R"({"name": "adamw", "lr": 0.002})");
+  json["train"]["lr_schedule"] = Json::parse(R"({"name": "step", "step_epochs": 1, "gamma": 0.5})");
+  json["train"]["epochs"] = 2;
+  const TrainResult result = run(write_config(dir, json));
+  ASSERT_TRUE(result.completed);
+  ASSERT_EQ(result.table.size(), 1u);
+  EXPECT_EQ(result.table[0].name, "float");
+  EXPECT_GE(result.table[0].result->top1, 60.0);
+  EXPECT_TRUE(result.qat_weights.empty());
+  EXPECT_TRUE(fs::exists(result.float_weights));
 }
 
 TEST(Trainer, ConfigWithoutTrainSectionIsAnError) {
