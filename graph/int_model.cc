@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <optional>
 #include <string>
@@ -186,10 +187,10 @@ Tensor dequantize(const Tensor& q, float s) {
 }
 
 // The int32 accumulators of a conv2d / linear node on int8 input x: sum x_q * w_q over the
-// window (zero padding) plus bias_int32, [N, OC, OH, OW] or [N, OC].
-Tensor accumulate(const IntNode& node, const Tensor& x) {
+// window (zero padding) plus bias_int32, [N, OC, OH, OW] or [N, OC]. Plain integer loops: the
+// reference twin of accumulate_float32.
+Tensor accumulate_reference(const IntNode& node, const Tensor& x) {
   const IntLayer& layer = *node.layer;
-  QAT_CHECK(x.dtype() == DType::kInt8, "tnn runs ", node.op, " on an int8 input only");
   const int8_t* in = x.data<int8_t>();
   const int8_t* w = layer.weight.data<int8_t>();
   const int32_t* bias = layer.bias_int32.defined() ? layer.bias_int32.data<int32_t>() : nullptr;
@@ -253,12 +254,155 @@ Tensor accumulate(const IntNode& node, const Tensor& x) {
 // The number of elements per (sample, channel) of a [N, C, ...] tensor.
 int64_t per_channel_inner(const Tensor& t) { return t.numel() / (t.size(0) * t.size(1)); }
 
+// Codes as float32 (exact: every int8 is a float32) in `shape`, and max |code|.
+Tensor codes_as_float(const Tensor& q, const Shape& shape, float* max_abs) {
+  Tensor out = Tensor::empty(shape);
+  const int8_t* in = q.data<int8_t>();
+  float* v = out.data<float>();
+  int max_code = 0;
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    v[i] = static_cast<float>(in[i]);
+    max_code = std::max(max_code, std::abs(static_cast<int>(in[i])));
+  }
+  *max_abs = static_cast<float>(max_code);
+  return out;
+}
+
+// max over output channels of sum |w[i]| of a weight [OC, ...] (its largest row L1 norm).
+int64_t max_row_l1(const std::vector<int8_t>& w, int64_t channels) {
+  const auto inner = static_cast<int64_t>(w.size()) / channels;
+  int64_t max_l1 = 0;
+  for (int64_t c = 0; c < channels; ++c) {
+    int64_t l1 = 0;
+    for (int64_t i = c * inner; i < (c + 1) * inner; ++i) l1 += std::abs(static_cast<int>(w[i]));
+    max_l1 = std::max(max_l1, l1);
+  }
+  return max_l1;
+}
+
+// One term of w = sum radix * digits: float32 digit codes of the weight's shape.
+struct WeightDigits {
+  Tensor weight;
+  int32_t radix;
+};
+
+// The weight codes split so that every sum x_q * digit is exact in float32, or {} when even
+// the split is not. Every integer of magnitude <= 2^24 is a float32, and max|x_q| *
+// sum|digit[oc]| bounds |every partial sum| of output channel oc whatever order (or FMA) the
+// kernel adds in. First w itself; past the bound (wide layers: a calibrated resnet18's 3x3
+// 512 -> 512 convs have sum|w_q| ~ 1.5e5), w = 16 * high + low with high in [-8, 8], low in [-8,
+// 7], which divides the bound's weight factor by about 16 for high and caps low's at 8 per tap.
+std::vector<WeightDigits> exact_digits(const Tensor& weight, float x_max) {
+  const int64_t channels = weight.size(0);
+  const std::vector<int8_t> w = weight.to_vector<int8_t>();
+  const auto exact = [&](const std::vector<int8_t>& digits) {
+    return static_cast<double>(x_max) * static_cast<double>(max_row_l1(digits, channels)) <=
+           16777216.0;
+  };
+  const auto as_float = [&](const std::vector<int8_t>& digits) {
+    return Tensor::from_vector(digits, weight.shape()).to(DType::kFloat32);
+  };
+  if (exact(w)) return {{as_float(w), 1}};
+  std::vector<int8_t> high(w.size()), low(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    // floor((w + 8) / 16) by an arithmetic shift; w - 16 * high is then in [-8, 7].
+    high[i] = static_cast<int8_t>((w[i] + 8) >> 4);
+    low[i] = static_cast<int8_t>(w[i] - 16 * high[i]);
+  }
+  if (exact(high) && exact(low)) return {{as_float(high), 16}, {as_float(low), 1}};
+  return {};
+}
+
+// accumulate_reference computed with the float32 oneDNN conv / Eigen GEMM on the codes (one
+// per weight digit, combined in int32), or undefined when exact_digits finds no exact split.
+Tensor accumulate_float32(const IntNode& node, const Tensor& x) {
+  const IntLayer& layer = *node.layer;
+  const int64_t batch = x.size(0), out_channels = layer.weight.size(0);
+  float x_max = 0.0f;
+  const Tensor xf = node.op == "linear" ? codes_as_float(x, {batch, x.numel() / batch}, &x_max)
+                                        : codes_as_float(x, x.shape(), &x_max);
+  const std::vector<WeightDigits> digits = exact_digits(layer.weight, x_max);
+  if (digits.empty()) return Tensor();
+  Tensor acc;
+  for (const WeightDigits& d : digits) {
+    const Tensor sums = node.op == "linear"
+                            ? ops::linear(xf, d.weight, Tensor())
+                            : ops::conv2d(xf, d.weight, Tensor(), conv_params(node));
+    if (!acc.defined()) {
+      acc = Tensor::empty(sums.shape(), DType::kInt32);
+      const int32_t* bias = layer.bias_int32.defined() ? layer.bias_int32.data<int32_t>() : nullptr;
+      const int64_t inner = per_channel_inner(acc);
+      int32_t* a = acc.data<int32_t>();
+      for (int64_t plane = 0; plane < batch * out_channels; ++plane)
+        std::fill_n(a + plane * inner, inner, bias ? bias[plane % out_channels] : 0);
+    }
+    const float* s = sums.data<float>();
+    int32_t* a = acc.data<int32_t>();
+    for (int64_t i = 0; i < acc.numel(); ++i) a[i] += d.radix * static_cast<int32_t>(s[i]);
+  }
+  return acc;
+}
+
+// The int32 accumulators of a conv2d / linear node (accumulate_reference): the exact float32
+// path unless the options ask for the reference loops or the 2^24 bound fails.
+Tensor accumulate(const IntNode& node, const Tensor& x, const SimulateOptions& options) {
+  QAT_CHECK(x.dtype() == DType::kInt8, "tnn runs ", node.op, " on an int8 input only");
+  if (!options.reference_kernels) {
+    Tensor acc = accumulate_float32(node, x);
+    if (acc.defined()) return acc;
+  }
+  return accumulate_reference(node, x);
+}
+
+// quant::tnn_requantize's float32 expressions, plane by plane: the multiplier s_acc[c] / s_out
+// and the activation's branch once per (sample, channel) rather than per element (the index
+// divisions and the float division cost more than the rounding). Its reference twin is
+// quant::tnn_requantize.
+Tensor tnn_requantize_planes(const Tensor& acc, const Tensor& accumulator_scale, float output_scale,
+                             quant::FusedActivation activation) {
+  QAT_CHECK(
+      acc.dtype() == DType::kInt32 && acc.dim() >= 2 && accumulator_scale.numel() == acc.size(1),
+      "tnn requantize: int32 accumulators ", shape_str(acc.shape()), " with ",
+      accumulator_scale.numel(), " accumulator scales");
+  const int64_t channels = acc.size(1), inner = per_channel_inner(acc);
+  const float* s_acc = accumulator_scale.data<float>();
+  const int8_t relu6_max = float2int8(6.0f / output_scale);
+  Tensor q = Tensor::empty(acc.shape(), DType::kInt8);
+  const int32_t* a = acc.data<int32_t>();
+  int8_t* out = q.data<int8_t>();
+  for (int64_t plane = 0; plane < acc.size(0) * channels; ++plane) {
+    const float multiplier = s_acc[plane % channels] / output_scale;
+    const int32_t* ap = a + plane * inner;
+    int8_t* op = out + plane * inner;
+    switch (activation) {
+      case quant::FusedActivation::kNone:
+        for (int64_t i = 0; i < inner; ++i)
+          op[i] = float2int8(static_cast<float>(ap[i]) * multiplier);
+        break;
+      case quant::FusedActivation::kReLU:
+        for (int64_t i = 0; i < inner; ++i)
+          op[i] = float2int8(std::max(static_cast<float>(ap[i]) * multiplier, 0.0f));
+        break;
+      case quant::FusedActivation::kReLU6:
+        for (int64_t i = 0; i < inner; ++i) {
+          op[i] = std::max<int8_t>(
+              0, std::min(float2int8(static_cast<float>(ap[i]) * multiplier), relu6_max));
+        }
+        break;
+    }
+  }
+  return q;
+}
+
 // A conv / FC output: v = acc * (s_acc[c] / s_out) in float32, then the fused activation and
 // float2int8.
-Tensor requantize_layer_output(const IntNode& node, const Tensor& acc) {
+Tensor requantize_layer_output(const IntNode& node, const Tensor& acc,
+                               const SimulateOptions& options) {
   const IntLayer& layer = *node.layer;
-  return quant::tnn_requantize(acc, layer.accumulator_scale, scalar_scale(*layer.output),
-                               layer.activation);
+  const float s_out = scalar_scale(*layer.output);
+  return options.reference_kernels
+             ? quant::tnn_requantize(acc, layer.accumulator_scale, s_out, layer.activation)
+             : tnn_requantize_planes(acc, layer.accumulator_scale, s_out, layer.activation);
 }
 
 // The fused 1x1 conv + add of tnn_format.md §3.5: one rounding of
@@ -274,10 +418,12 @@ Tensor fused_conv_add(const IntNode& conv, const Tensor& acc, const Tensor& othe
   const int64_t channels = acc.size(1), inner = per_channel_inner(acc);
   Tensor q = Tensor::empty(acc.shape(), DType::kInt8);
   int8_t* out = q.data<int8_t>();
-  for (int64_t i = 0; i < q.numel(); ++i) {
-    const float multiplier = s_acc[(i / inner) % channels] / s_add;
-    out[i] = float2int8(static_cast<float>(a[i]) * multiplier +
-                        static_cast<float>(b[i]) * other_multiplier);
+  for (int64_t plane = 0; plane < acc.size(0) * channels; ++plane) {
+    const float multiplier = s_acc[plane % channels] / s_add;
+    for (int64_t i = plane * inner; i < (plane + 1) * inner; ++i) {
+      out[i] = float2int8(static_cast<float>(a[i]) * multiplier +
+                          static_cast<float>(b[i]) * other_multiplier);
+    }
   }
   return q;
 }
@@ -423,7 +569,7 @@ Tensors dequantized_inputs(const IntModel& model, const IntNode& node, const Ten
 }
 
 Tensors run_tnn_node(const IntModel& model, const IntNode& node, const Tensors& in,
-                     const Tensor& input) {
+                     const Tensor& input, const SimulateOptions& options) {
   if (node.op == "input") return {input};
   if (node.op == "output") return {};
   const bool int8_output = !node.output_scales.empty() && node.output_scales[0].has_value();
@@ -433,7 +579,7 @@ Tensors run_tnn_node(const IntModel& model, const IntNode& node, const Tensors& 
         model.nodes[node.inputs[0].node].output_scales.at(node.inputs[0].output);
     return {s_in ? requantize(in[0], *s_in, s) : quantize_tnn(in[0], s)};
   }
-  if (node.layer) return {requantize_layer_output(node, accumulate(node, in[0]))};
+  if (node.layer) return {requantize_layer_output(node, accumulate(node, in[0], options), options)};
   if (!int8_output) return run_function(node.op, dequantized_inputs(model, node, in), node.attrs);
   const float s_out = *node.output_scales[0];
   if (node.op == "add") {
@@ -450,25 +596,25 @@ Tensors run_tnn_node(const IntModel& model, const IntNode& node, const Tensors& 
 
 // The output of the int8 add `add` fused with the 1x1 conv node `fused_conv` (§3.5).
 Tensors run_tnn_fused_add(const IntModel& model, const IntNode& add, int fused_conv,
-                          const std::vector<Tensors>& values) {
+                          const std::vector<Tensors>& values, const SimulateOptions& options) {
   const IntNode& conv = model.nodes[fused_conv];
   const int other = add.inputs[0].node == fused_conv ? 1 : 0;
   const Value x = conv.inputs[0];
   const Value y = add.inputs[other];
-  return {fused_conv_add(conv, accumulate(conv, values[x.node].at(x.output)),
+  return {fused_conv_add(conv, accumulate(conv, values[x.node].at(x.output), options),
                          values[y.node].at(y.output), add.input_scales[other],
                          *add.output_scales[0])};
 }
 
 // One step of the tnn simulation (simulate_tnn_node) with the load fusions precomputed.
 Tensors run_tnn_step(const IntModel& model, int index, const std::vector<Tensors>& values,
-                     const Tensor& input, int fused_conv) {
+                     const Tensor& input, int fused_conv, const SimulateOptions& options) {
   const IntNode& node = model.nodes.at(index);
   Tensors in;
   for (const Value& v : node.inputs) in.push_back(values.at(v.node).at(v.output));
   try {
-    return fused_conv >= 0 ? run_tnn_fused_add(model, node, fused_conv, values)
-                           : run_tnn_node(model, node, in, input);
+    return fused_conv >= 0 ? run_tnn_fused_add(model, node, fused_conv, values, options)
+                           : run_tnn_node(model, node, in, input, options);
   } catch (const Error& e) {
     throw Error("simulate: node '" + node.name + "' (" + node.op + "): " + e.what());
   }
@@ -486,7 +632,7 @@ Tensor simulate_tnn(const IntModel& model, const Tensor& input, const SimulateOp
   Tensor result;
   for (size_t i = 0; i < model.nodes.size(); ++i) {
     const IntNode& node = model.nodes[i];
-    values[i] = run_tnn_step(model, static_cast<int>(i), values, input, fused_conv[i]);
+    values[i] = run_tnn_step(model, static_cast<int>(i), values, input, fused_conv[i], options);
     if (node.op != "output") continue;
     const Value v = node.inputs.at(0);
     const std::optional<float> s = model.nodes[v.node].output_scales.at(v.output);
@@ -601,7 +747,7 @@ std::vector<Tensor> simulate_tnn_node(const IntModel& model, int index,
   QAT_CHECK(model.target == quant::Target::kTNN, "simulate_tnn_node: the model's target is '",
             quant::target_name(model.target), "', not 'tnn'");
   NoGradGuard no_grad;
-  return run_tnn_step(model, index, values, input, fusions_if(model, options).at(index));
+  return run_tnn_step(model, index, values, input, fusions_if(model, options).at(index), options);
 }
 
 }  // namespace qat::graph

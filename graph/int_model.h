@@ -124,6 +124,11 @@ struct SimulateOptions {
   // with kOneDnn equals the fake-quant eval forward bit for bit: for measuring what the
   // export's rounding rule changes.
   std::optional<RoundingMode> rounding;
+  // tnn: compute the int32 accumulators of conv / linear with the plain integer loops (the
+  // reference twin) instead of the fast path, a float32 oneDNN conv / Eigen GEMM on the codes
+  // that is exact while max|x_q| * sum|w_q| <= 2^24 (else the layer runs the loops anyway).
+  // Both give the same bits; for testing the fast path.
+  bool reference_kernels = false;
 };
 
 // Runs `model` on `input` (float32 [N, ...]) as the target's runtime does, without autograd.
