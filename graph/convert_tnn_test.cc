@@ -13,6 +13,7 @@
 #include "graph/convert.h"
 #include "graph/executor.h"
 #include "graph/int_model.h"
+#include "graph/int_model_test_util.h"
 #include "graph/quantizable_model.h"
 #include "graph/test_models.h"
 #include "quant/conv_bn_relu.h"
@@ -28,16 +29,7 @@ namespace {
 
 // ----- The kernels on hand-built integer models -----
 
-IntNode make_node(const std::string& name, const std::string& op, std::vector<Value> inputs,
-                  const Shape& shape, std::optional<float> scale) {
-  IntNode node;
-  node.name = name;
-  node.op = op;
-  node.inputs = std::move(inputs);
-  node.output_shapes = {shape};
-  node.output_scales = {scale};
-  return node;
-}
+using test_util::make_node;
 
 IntNode quantize_node(const std::string& name, Value input, const Shape& shape, float scale) {
   IntNode node = make_node(name, "quantize", {input}, shape, scale);

@@ -11,6 +11,7 @@
 #include "core/autograd.h"
 #include "graph/convert.h"
 #include "graph/int_model.h"
+#include "graph/int_model_test_util.h"
 #include "graph/quantizable_model.h"
 #include "tests/testing/calibration.h"
 #include "zoo/registry.h"
@@ -94,16 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Models, SimulateFastZooTest,
 
 // ----- Hand-built layers past the 2^24 bound -----
 
-IntNode make_node(const std::string& name, const std::string& op, std::vector<Value> inputs,
-                  const Shape& shape, std::optional<float> scale) {
-  IntNode node;
-  node.name = name;
-  node.op = op;
-  node.inputs = std::move(inputs);
-  node.output_shapes = {shape};
-  node.output_scales = {scale};
-  return node;
-}
+using test_util::make_node;
 
 // input (float [N, ...]) -> quantize (scale 1) -> `layer` -> output.
 IntModel chain(const Shape& input_shape, IntNode layer) {
