@@ -236,7 +236,8 @@ TransformConfig parse_transform(const Json& json, const std::string& file,
       }
       const std::optional<std::vector<int64_t>> size = reader.get_int_list("size");
       if (!size || size->size() != 2 || (*size)[0] < 1 || (*size)[1] < 1)
-        reader.fail("size", "expected [H, W] with 2 positive sizes, or one size for the shorter side");
+        reader.fail("size",
+                    "expected [H, W] with 2 positive sizes, or one size for the shorter side");
       t.size = *size;
       break;
     }
@@ -276,18 +277,18 @@ std::optional<std::vector<TransformConfig>> parse_transforms(const ConfigReader&
     data.fail(key, "expected an array of transform objects, got " + describe(*value));
   std::vector<TransformConfig> out;
   for (const Json& element : *value) {
-    out.push_back(parse_transform(element, file,
-                                  "data." + key + "[" + std::to_string(out.size()) + "]"));
+    out.push_back(
+        parse_transform(element, file, "data." + key + "[" + std::to_string(out.size()) + "]"));
   }
   return out;
 }
 
 std::optional<DataConfig> parse_data_config(const ConfigReader& root, const Json& json,
                                             const std::string& file) {
-  const std::optional<ConfigReader> data = root.section(
-      "data", {"dataset", "root", "train_dir", "test_dir", "on_error", "batch_size", "workers",
-               "num_samples", "seed", "image_shape", "train_subset", "transforms",
-               "eval_transforms"});
+  const std::optional<ConfigReader> data =
+      root.section("data", {"dataset", "root", "train_dir", "test_dir", "on_error", "batch_size",
+                            "workers", "num_samples", "seed", "image_shape", "train_subset",
+                            "transforms", "eval_transforms"});
   if (!data) return std::nullopt;
   const Json* object = raw(&json, "data");
   DataConfig c;
@@ -308,8 +309,8 @@ std::optional<DataConfig> parse_data_config(const ConfigReader& root, const Json
   }
   c.root = data->get_string("root").value_or(c.root);
   if (c.dataset == DataConfig::Dataset::kImageFolder) {
-    for (const auto& [key, dir] : {std::pair{"train_dir", &c.train_dir},
-                                   std::pair{"test_dir", &c.test_dir}}) {
+    for (const auto& [key, dir] :
+         {std::pair{"train_dir", &c.train_dir}, std::pair{"test_dir", &c.test_dir}}) {
       *dir = data->get_string(key).value_or("");
       if (dir->empty()) data->fail(key, "missing (a directory with one sub-directory per class)");
     }
@@ -483,8 +484,8 @@ LrScheduleConfig parse_lr_schedule(const ConfigReader& train, const Json* object
   c.warmup_start_factor =
       get_positive_double(*section, "warmup_start_factor").value_or(c.warmup_start_factor);
   if (c.warmup_start_factor > 1)
-    section->fail("warmup_start_factor", "must be in (0, 1], got " +
-                                             nn::py_float(c.warmup_start_factor));
+    section->fail("warmup_start_factor",
+                  "must be in (0, 1], got " + nn::py_float(c.warmup_start_factor));
   c.step_epochs = get_int_at_least(*section, "step_epochs", 1).value_or(c.step_epochs);
   c.gamma = get_positive_double(*section, "gamma").value_or(c.gamma);
   return c;
@@ -494,7 +495,7 @@ std::optional<TrainConfig> parse_train_config(const ConfigReader& root, const Js
                                               const std::string& model_name) {
   const std::optional<ConfigReader> train = root.section(
       "train", {"epochs", "threads", "seed", "optimizer", "lr_schedule", "out_dir", "log_every",
-                "eval_batches", "max_steps_per_epoch"});
+                "eval_batches", "final_eval_batches", "max_steps_per_epoch"});
   if (!train) return std::nullopt;
   const Json* object = raw(&json, "train");
   TrainConfig c;
@@ -507,6 +508,8 @@ std::optional<TrainConfig> parse_train_config(const ConfigReader& root, const Js
   if (c.out_dir.empty()) train->fail("out_dir", "is empty");
   c.log_every = get_int_at_least(*train, "log_every", 1).value_or(c.log_every);
   c.eval_batches = get_int_at_least(*train, "eval_batches", 0).value_or(c.eval_batches);
+  c.final_eval_batches =
+      get_int_at_least(*train, "final_eval_batches", 0).value_or(c.final_eval_batches);
   c.max_steps_per_epoch = get_int_at_least(*train, "max_steps_per_epoch", 1);
   return c;
 }

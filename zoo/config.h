@@ -38,7 +38,7 @@ struct TransformConfig {
   // resize: [H, W], or [S] for the shorter side; center_crop, random_crop,
   // random_resized_crop: [size]
   std::vector<int64_t> size;
-  std::pair<double, double> scale{0.08, 1.0};            // random_resized_crop: area fraction
+  std::pair<double, double> scale{0.08, 1.0};             // random_resized_crop: area fraction
   std::pair<double, double> ratio{3.0 / 4.0, 4.0 / 3.0};  // random_resized_crop: w / h range
   double p = 0.5;                                         // random_horizontal_flip
 
@@ -155,10 +155,12 @@ struct TrainConfig {
   // Where the run's files go: float.safetensors, qat.safetensors, metrics.jsonl and the
   // default export files. Relative to the working directory.
   std::string out_dir;
-  int64_t log_every = 100;    // steps between plain progress lines and metrics records
-  // Test batches of the evaluation after each epoch; 0: the whole test split. The float model
-  // at the end of its phase and the final table always use the whole test split.
+  int64_t log_every = 100;  // steps between plain progress lines and metrics records
+  // Test batches of the evaluation after each epoch; 0: the whole test split.
   int64_t eval_batches = 0;
+  // Test batches of the float model's evaluation at the end of its phase and of the final
+  // table; 0 (the default): the whole test split. For large models on small machines.
+  int64_t final_eval_batches = 0;
   // Optimizer steps per epoch at most (short smoke runs); nullopt: the whole training split.
   std::optional<int64_t> max_steps_per_epoch;
 };
@@ -169,7 +171,7 @@ struct TrainConfig {
 struct CheckpointConfig {
   std::string dir;  // empty: <train.out_dir>/checkpoints
   int64_t keep_last = 3;
-  bool keep_best = true;   // also keep the best test top-1
+  bool keep_best = true;    // also keep the best test top-1
   int64_t every_steps = 0;  // also checkpoint every this many steps; 0: at epoch ends only
 };
 

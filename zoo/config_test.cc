@@ -286,7 +286,7 @@ TEST(DataConfig, TrainSubsetCutsTheTrainingSplitOnly) {
 
 TEST(TrainConfig, ParsesEveryKey) {
   const Config c = parse(R"("train": {"epochs": 5, "threads": 2, "seed": 7, "out_dir": "o",
-      "log_every": 10, "eval_batches": 3, "max_steps_per_epoch": 4,
+      "log_every": 10, "eval_batches": 3, "final_eval_batches": 6, "max_steps_per_epoch": 4,
       "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.8, "nesterov": true,
                     "weight_decay": 1e-4},
       "lr_schedule": {"name": "step", "warmup_epochs": 0.5, "warmup_start_factor": 0.1,
@@ -300,6 +300,7 @@ TEST(TrainConfig, ParsesEveryKey) {
   EXPECT_EQ(c.train->out_dir, "o");
   EXPECT_EQ(c.train->log_every, 10);
   EXPECT_EQ(c.train->eval_batches, 3);
+  EXPECT_EQ(c.train->final_eval_batches, 6);
   EXPECT_EQ(c.train->max_steps_per_epoch, 4);
   EXPECT_EQ(c.train->optimizer.kind, OptimizerConfig::Kind::kSgd);
   EXPECT_EQ(c.train->optimizer.lr, 0.05);

@@ -38,8 +38,7 @@ int run_training(const std::string& command, const std::string& required_model, 
   const Config config = load_config(config_path);
   if (!required_model.empty() && config.model.name != required_model) {
     throw Error(config_path + ": model.name is \"" + config.model.name + "\", but this is the " +
-                required_model + " program (use //zoo:" + config.model.name +
-                " or 'qat train')");
+                required_model + " program (use //zoo:" + config.model.name + " or 'qat train')");
   }
   TrainOptions options;
   options.resume = resume;

@@ -15,8 +15,8 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
-#include "core/ops/loss.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
 #include "core/random.h"
 #include "core/serialize.h"
 #include "core/threads.h"
@@ -108,7 +108,8 @@ std::string config_fingerprint(const std::string& config_path) {
   json.erase("export");
   json.erase("checkpoint");
   if (json.contains("train") && json["train"].is_object()) {
-    for (const char* key : {"out_dir", "log_every", "eval_batches"}) json["train"].erase(key);
+    for (const char* key : {"out_dir", "log_every", "eval_batches", "final_eval_batches"})
+      json["train"].erase(key);
   }
   return fingerprint(json.dump());
 }
@@ -193,7 +194,8 @@ class MetricsLog {
       std::string record;
       while (std::getline(in, record)) {
         const Json json = Json::parse(record, nullptr, /*allow_exceptions=*/false);
-        if (json.is_object() && json.value("step", int64_t{0}) <= *resume_step) kept += record + "\n";
+        if (json.is_object() && json.value("step", int64_t{0}) <= *resume_step)
+          kept += record + "\n";
       }
     }
     write_file_atomically(path, kept);
@@ -232,8 +234,8 @@ std::unique_ptr<nn::Optimizer> make_adam(std::vector<Tensor> params, const Optim
                                                        .weight_decay(c.weight_decay));
 }
 
-std::unique_ptr<nn::Optimizer> make_optimizer(std::vector<Tensor> params,
-                                              const OptimizerConfig& c, double lr) {
+std::unique_ptr<nn::Optimizer> make_optimizer(std::vector<Tensor> params, const OptimizerConfig& c,
+                                              double lr) {
   switch (c.kind) {
     case OptimizerConfig::Kind::kSgd:
       return std::make_unique<nn::SGD>(std::move(params), nn::SGDOptions(lr)
@@ -250,12 +252,12 @@ std::unique_ptr<nn::Optimizer> make_optimizer(std::vector<Tensor> params,
 }
 
 // The per-step schedule of one phase of `steps` optimizer steps, stepped once per step.
-std::unique_ptr<nn::LRScheduler> make_schedule(nn::Optimizer& optimizer,
-                                               const LrScheduleConfig& c, int64_t steps,
-                                               int64_t steps_per_epoch, bool warmup) {
+std::unique_ptr<nn::LRScheduler> make_schedule(nn::Optimizer& optimizer, const LrScheduleConfig& c,
+                                               int64_t steps, int64_t steps_per_epoch,
+                                               bool warmup) {
   const int64_t warmup_steps =
-      warmup ? std::min<int64_t>(steps - 1, static_cast<int64_t>(std::llround(
-                                                c.warmup_epochs * steps_per_epoch)))
+      warmup ? std::min<int64_t>(
+                   steps - 1, static_cast<int64_t>(std::llround(c.warmup_epochs * steps_per_epoch)))
              : 0;
   const int64_t decay_steps = std::max<int64_t>(1, steps - std::max<int64_t>(0, warmup_steps));
   std::shared_ptr<nn::LRScheduler> decay;
@@ -313,7 +315,9 @@ class Trainer {
   void start_phase(Phase phase);  // optimizer and schedule over the phase's model
   void enter_qat(bool calibrate_now);
   void apply_freeze_schedule(int64_t epoch);
-  nn::Module& trained_module() { return qat_model_ ? static_cast<nn::Module&>(*qat_model_) : *model_; }
+  nn::Module& trained_module() {
+    return qat_model_ ? static_cast<nn::Module&>(*qat_model_) : *model_;
+  }
   Tensor loss_of(const Tensor& logits, const Tensor& labels);
   // What one epoch's training loop ended with.
   struct EpochOutcome {
@@ -342,7 +346,7 @@ class Trainer {
   Progress progress_;
 
   std::string fingerprint_;
-  std::shared_ptr<nn::Module> model_;                     // the float model
+  std::shared_ptr<nn::Module> model_;                   // the float model
   std::shared_ptr<graph::QuantizableModel> qat_model_;  // from qat.start_epoch on
   std::unique_ptr<nn::data::DataLoader> train_loader_, test_loader_;
   std::unique_ptr<nn::Optimizer> optimizer_;
@@ -351,7 +355,7 @@ class Trainer {
   std::unique_ptr<nn::CheckpointDir> checkpoints_;
   std::unique_ptr<MetricsLog> metrics_;
   int64_t steps_per_epoch_ = 0;
-  int64_t step_ = 0;              // optimizer steps of the run
+  int64_t step_ = 0;  // optimizer steps of the run
   int64_t steps_this_process_ = 0;
   std::optional<EvalResult> float_result_;  // the float model at the end of its phase
   std::string last_checkpoint_;
@@ -366,8 +370,9 @@ void Trainer::set_up() {
   if (!config_.model.pretrained.empty()) {
     const std::vector<std::string> skipped = load_checkpoint(*model_, config_.model.pretrained);
     progress_.line("loaded " + config_.model.pretrained +
-                   (skipped.empty() ? "" : " (skipped " + std::to_string(skipped.size()) +
-                                               " aux-head tensors)"));
+                   (skipped.empty()
+                        ? ""
+                        : " (skipped " + std::to_string(skipped.size()) + " aux-head tensors)"));
   }
   auto train_set = make_dataset(data_, config_.model, /*train=*/true);
   train_loader_ = std::make_unique<nn::data::DataLoader>(
@@ -394,12 +399,11 @@ void Trainer::set_up() {
 }
 
 void Trainer::start_phase(Phase phase) {
-  const double lr = phase == Phase::kFloat
-                        ? train_.optimizer.lr
-                        : config_.qat->lr.value_or(train_.optimizer.lr * 0.1);
+  const double lr = phase == Phase::kFloat ? train_.optimizer.lr
+                                           : config_.qat->lr.value_or(train_.optimizer.lr * 0.1);
   optimizer_ = make_optimizer(trained_module().parameters(), train_.optimizer, lr);
-  schedule_ = make_schedule(*optimizer_, train_.lr_schedule,
-                            phase_epochs(phase) * steps_per_epoch_, steps_per_epoch_,
+  schedule_ = make_schedule(*optimizer_, train_.lr_schedule, phase_epochs(phase) * steps_per_epoch_,
+                            steps_per_epoch_,
                             /*warmup=*/phase == Phase::kFloat);
 }
 
@@ -413,8 +417,8 @@ void Trainer::enter_qat(bool calibrate_now) {
                                   .num_workers(data_.workers)
                                   .transforms(make_transforms(data_, /*train=*/false)));
   const int64_t batches = config_.qat->calibration_batches.value_or(kDefaultCalibrationBatches);
-  const int64_t ran = calibrate(*qat_model_, loader, batches, config_.qat->calibrator,
-                                config_.model.input_shape);
+  const int64_t ran =
+      calibrate(*qat_model_, loader, batches, config_.qat->calibrator, config_.model.input_shape);
   progress_.line("prepared " + config_.model.name + " for " +
                  quant::target_name(config_.qat->qconfig.target) + "; calibrated (" +
                  calibrator_name(config_.qat->calibrator) + ") on " + std::to_string(ran) +
@@ -435,8 +439,8 @@ Tensor Trainer::loss_of(const Tensor& logits, const Tensor& labels) {
     if (const auto* googlenet = dynamic_cast<const GoogLeNet*>(model_.get())) {
       const GoogLeNetAuxLogits& aux = googlenet->last_aux_logits();
       if (aux.aux1.defined()) {
-        Tensor aux_loss = ops::add(ops::cross_entropy(aux.aux1, labels),
-                                   ops::cross_entropy(aux.aux2, labels));
+        Tensor aux_loss =
+            ops::add(ops::cross_entropy(aux.aux1, labels), ops::cross_entropy(aux.aux2, labels));
         loss = ops::add(loss, ops::mul(aux_loss, kAuxLossWeight));
       }
     }
@@ -570,8 +574,9 @@ Trainer::EpochOutcome Trainer::train_epoch(int64_t epoch) {
                        {"images_per_s", images_per_s}});
     }
 
-    const bool stop = g_stop_requested.load() || (options_.stop_after_steps &&
-                                                  steps_this_process_ >= *options_.stop_after_steps);
+    const bool stop =
+        g_stop_requested.load() ||
+        (options_.stop_after_steps && steps_this_process_ >= *options_.stop_after_steps);
     const bool periodic =
         checkpoint_config_.every_steps > 0 && step_ % checkpoint_config_.every_steps == 0;
     if (epoch_end) {
@@ -585,13 +590,15 @@ Trainer::EpochOutcome Trainer::train_epoch(int64_t epoch) {
     }
   }
   outcome.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(seen, 1));
-  outcome.train_acc = 100.0 * static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
+  outcome.train_acc =
+      100.0 * static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
   return outcome;
 }
 
 void Trainer::begin_qat(int64_t epoch) {
   if (!float_result_) {
-    float_result_ = evaluate_module(*model_, *test_loader_, 0, progress_.evaluation("the float model"));
+    float_result_ = evaluate_module(*model_, *test_loader_, train_.final_eval_batches,
+                                    progress_.evaluation("the float model"));
     progress_.line("float model: " + describe(*float_result_));
   }
   std::filesystem::create_directories(out_dir_);
@@ -613,10 +620,10 @@ TrainResult Trainer::run() {
   checkpoint_config_ = config_.checkpoint.value_or(CheckpointConfig{});
   const std::string dir =
       checkpoint_config_.dir.empty() ? out_dir_ + "/checkpoints" : checkpoint_config_.dir;
-  checkpoints_ = std::make_unique<nn::CheckpointDir>(
-      dir, nn::CheckpointDirOptions()
-               .keep_last(checkpoint_config_.keep_last)
-               .keep_best(checkpoint_config_.keep_best));
+  checkpoints_ =
+      std::make_unique<nn::CheckpointDir>(dir, nn::CheckpointDirOptions()
+                                                   .keep_last(checkpoint_config_.keep_last)
+                                                   .keep_best(checkpoint_config_.keep_best));
   std::optional<nn::TrainingState> resumed;
   if (options_.resume) {
     resumed = checkpoints_->load_latest();
@@ -642,18 +649,17 @@ TrainResult Trainer::run() {
   start_ = Clock::now();
   {
     char text[256];
-    std::snprintf(text, sizeof text,
-                  "training %s: %lld epochs (%lld float, %lld QAT%s) x %lld steps, batch %lld, "
-                  "%d threads",
-                  config_.model.name.c_str(), static_cast<long long>(train_.epochs),
-                  static_cast<long long>(qat_start()),
-                  static_cast<long long>(train_.epochs - qat_start()),
-                  config_.qat ? (std::string(" for ") +
-                                 quant::target_name(config_.qat->qconfig.target))
-                                    .c_str()
-                              : "",
-                  static_cast<long long>(steps_per_epoch_),
-                  static_cast<long long>(data_.batch_size), get_num_threads());
+    std::snprintf(
+        text, sizeof text,
+        "training %s: %lld epochs (%lld float, %lld QAT%s) x %lld steps, batch %lld, "
+        "%d threads",
+        config_.model.name.c_str(), static_cast<long long>(train_.epochs),
+        static_cast<long long>(qat_start()), static_cast<long long>(train_.epochs - qat_start()),
+        config_.qat
+            ? (std::string(" for ") + quant::target_name(config_.qat->qconfig.target)).c_str()
+            : "",
+        static_cast<long long>(steps_per_epoch_), static_cast<long long>(data_.batch_size),
+        get_num_threads());
     progress_.line(text);
   }
 
@@ -669,8 +675,9 @@ TrainResult Trainer::run() {
       result.last_checkpoint = last_checkpoint_;
       return result;
     }
-    const EvalResult test = evaluate_module(trained_module(), *test_loader_, train_.eval_batches,
-                                             progress_.evaluation("epoch " + std::to_string(epoch + 1)));
+    const EvalResult test =
+        evaluate_module(trained_module(), *test_loader_, train_.eval_batches,
+                        progress_.evaluation("epoch " + std::to_string(epoch + 1)));
     progress_.line(std::string(phase_name(phase_of_epoch(epoch))) + " epoch " +
                    std::to_string(epoch + 1) + "/" + std::to_string(train_.epochs) +
                    " done: train loss " + std::to_string(outcome.train_loss).substr(0, 6) +
@@ -707,7 +714,9 @@ std::vector<AccuracyRow> Trainer::export_and_evaluate(TrainResult& result) {
       result.exported.push_back(exports.onnx);
       rows.push_back({"exported ONNX (ONNX Runtime)", std::nullopt, ""});
       if (onnx_runtime_available(&rows.back().note)) {
-        rows.back().result = evaluate_onnx_runtime(exports.onnx, *test_loader_, 0, progress_.evaluation("ONNX Runtime"));
+        rows.back().result =
+            evaluate_onnx_runtime(exports.onnx, *test_loader_, train_.final_eval_batches,
+                                  progress_.evaluation("ONNX Runtime"));
         rows.back().note = exports.onnx;
       }
     }
@@ -715,14 +724,16 @@ std::vector<AccuracyRow> Trainer::export_and_evaluate(TrainResult& result) {
   }
   rows.push_back({"float", float_result_, "the float model before QAT"});
   quant::disable_observer(*qat_model_);
-  rows.push_back({"fake-quant", evaluate_module(*qat_model_, *test_loader_, 0, progress_.evaluation("fake-quant")),
+  rows.push_back({"fake-quant",
+                  evaluate_module(*qat_model_, *test_loader_, train_.final_eval_batches,
+                                  progress_.evaluation("fake-quant")),
                   "the QAT model, eval mode"});
   const graph::IntModel int_model = graph::convert(*qat_model_);
-  rows.push_back({"int8 simulation",
-                  evaluate_int_model(int_model, graph::SimulateOptions(), *test_loader_, 0,
-                                     progress_.evaluation("int8 simulation")),
-                  std::string("graph::simulate, ") + quant::target_name(int_model.target) +
-                      " arithmetic"});
+  rows.push_back(
+      {"int8 simulation",
+       evaluate_int_model(int_model, graph::SimulateOptions(), *test_loader_,
+                          train_.final_eval_batches, progress_.evaluation("int8 simulation")),
+       std::string("graph::simulate, ") + quant::target_name(int_model.target) + " arithmetic"});
   if (int_model.target == quant::Target::kTNN) {
     const std::string tnn = exports.tnn.empty() ? prefix + "_tnn" : exports.tnn;
     std::filesystem::create_directories(std::filesystem::path(tnn).parent_path());
@@ -730,20 +741,21 @@ std::vector<AccuracyRow> Trainer::export_and_evaluate(TrainResult& result) {
     result.exported.push_back(tnn + ".tnnproto");
     result.exported.push_back(tnn + ".tnnmodel");
     rows.push_back({"exported TNN (read back)",
-                    evaluate_tnn_files(tnn, *test_loader_, 0, progress_.evaluation("TNN files")),
+                    evaluate_tnn_files(tnn, *test_loader_, train_.final_eval_batches,
+                                       progress_.evaluation("TNN files")),
                     tnn + ".tnnproto / .tnnmodel, simulated as TNN's int8 kernels"});
   } else {
-    const std::string onnx =
-        exports.onnx.empty()
-            ? prefix + "_" + quant::target_name(int_model.target) + ".onnx"
-            : exports.onnx;
+    const std::string onnx = exports.onnx.empty()
+                                 ? prefix + "_" + quant::target_name(int_model.target) + ".onnx"
+                                 : exports.onnx;
     std::filesystem::create_directories(std::filesystem::path(onnx).parent_path());
     exporters::export_onnx(int_model, onnx);
     result.exported.push_back(onnx);
     rows.push_back({"exported ONNX (ONNX Runtime)", std::nullopt, onnx});
     std::string reason;
     if (onnx_runtime_available(&reason)) {
-      rows.back().result = evaluate_onnx_runtime(onnx, *test_loader_, 0, progress_.evaluation("ONNX Runtime"));
+      rows.back().result = evaluate_onnx_runtime(onnx, *test_loader_, train_.final_eval_batches,
+                                                 progress_.evaluation("ONNX Runtime"));
     } else {
       rows.back().note = "not run: " + reason;
     }
@@ -756,7 +768,8 @@ void Trainer::finish(TrainResult& result) {
   result.float_weights = out_dir_ + "/float.safetensors";
   if (qat_model_ == nullptr) {
     model_->eval();
-    float_result_ = evaluate_module(*model_, *test_loader_, 0, progress_.evaluation("float"));
+    float_result_ = evaluate_module(*model_, *test_loader_, train_.final_eval_batches,
+                                    progress_.evaluation("float"));
     save_safetensors(result.float_weights, model_->state_dict());
   } else {
     quant::disable_observer(*qat_model_);
@@ -775,8 +788,8 @@ void Trainer::finish(TrainResult& result) {
   const std::string table = format_accuracy_table(result.table);
   progress_.line(table);
   result.accuracy_table = out_dir_ + "/accuracy.txt";
-  write_file_atomically(result.accuracy_table, config_.model.name + " (" + path_ + ")\n" + table +
-                                                   "\n");
+  write_file_atomically(result.accuracy_table,
+                        config_.model.name + " (" + path_ + ")\n" + table + "\n");
   std::string files = "wrote " + result.float_weights;
   if (!result.qat_weights.empty()) files += ", " + result.qat_weights;
   for (const std::string& file : result.exported) files += ", " + file;

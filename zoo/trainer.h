@@ -43,9 +43,9 @@ struct TrainOptions {
 
 // One row of the final table.
 struct AccuracyRow {
-  std::string name;                   // "float", "fake-quant", "int8 simulation", "exported ..."
-  std::optional<EvalResult> result;   // nullopt: not measured (see note)
-  std::string note;                   // why not measured, or what was run
+  std::string name;                  // "float", "fake-quant", "int8 simulation", "exported ..."
+  std::optional<EvalResult> result;  // nullopt: not measured (see note)
+  std::string note;                  // why not measured, or what was run
 };
 
 struct TrainResult {

@@ -288,8 +288,9 @@ TEST(Trainer, RefusesToOverwriteOrToResumeWithOtherSettings) {
   TrainOptions stop;
   stop.stop_after_steps = 2;
   ASSERT_FALSE(run(config, stop).completed);
-  EXPECT_NE(error_of([&] { run(config); }).find("already holds checkpoints of a run: continue "
-                                                "it with --resume"),
+  EXPECT_NE(error_of([&] { run(config); })
+                .find("already holds checkpoints of a run: continue "
+                      "it with --resume"),
             std::string::npos);
   json["train"]["optimizer"]["lr"] = 0.5;
   write_config(dir, json);
