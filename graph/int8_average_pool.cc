@@ -38,10 +38,12 @@ Tensor Int8AveragePool::forward_impl(const Tensor& input) {
     truncated = Tensor::empty(y.shape());
     const float* in = y.data<float>();
     float* out = truncated.data<float>();
-    for (int64_t i = 0; i < y.numel(); ++i) {
+    const int64_t n = y.numel();
+    for (int64_t i = 0; i < n; ++i) {
       // average = sum(q * s) / window up to float rounding, far below 1 / window of a step:
       // rounding average / s * window recovers the integer sum of the codes.
-      const auto sum = static_cast<int64_t>(std::nearbyint(in[i] / s * static_cast<float>(window_)));
+      const auto sum =
+          static_cast<int64_t>(std::nearbyint(in[i] / s * static_cast<float>(window_)));
       out[i] = static_cast<float>(sum / window_) * s;  // integer division truncates toward 0
     }
   }

@@ -163,7 +163,8 @@ Tensor quantize_tnn(const Tensor& x, float s) {
   Tensor q = Tensor::empty(x.shape(), DType::kInt8);
   const float* in = x32.data<float>();
   int8_t* out = q.data<int8_t>();
-  for (int64_t i = 0; i < q.numel(); ++i) out[i] = float2int8(in[i] / s);
+  const int64_t n = q.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = float2int8(in[i] / s);
   return q;
 }
 
@@ -172,8 +173,8 @@ Tensor requantize(const Tensor& q, float s_in, float s_out) {
   Tensor r = Tensor::empty(q.shape(), DType::kInt8);
   const int8_t* in = q.data<int8_t>();
   int8_t* out = r.data<int8_t>();
-  for (int64_t i = 0; i < r.numel(); ++i)
-    out[i] = float2int8(static_cast<float>(in[i]) * s_in / s_out);
+  const int64_t n = r.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = float2int8(static_cast<float>(in[i]) * s_in / s_out);
   return r;
 }
 
@@ -182,7 +183,8 @@ Tensor dequantize(const Tensor& q, float s) {
   Tensor x = Tensor::empty(q.shape());
   const int8_t* in = q.data<int8_t>();
   float* out = x.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) out[i] = static_cast<float>(in[i]) * s;
+  const int64_t n = x.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]) * s;
   return x;
 }
 
@@ -260,7 +262,8 @@ Tensor codes_as_float(const Tensor& q, const Shape& shape, float* max_abs) {
   const int8_t* in = q.data<int8_t>();
   float* v = out.data<float>();
   int max_code = 0;
-  for (int64_t i = 0; i < out.numel(); ++i) {
+  const int64_t n = out.numel();
+  for (int64_t i = 0; i < n; ++i) {
     v[i] = static_cast<float>(in[i]);
     max_code = std::max(max_code, std::abs(static_cast<int>(in[i])));
   }
@@ -268,79 +271,18 @@ Tensor codes_as_float(const Tensor& q, const Shape& shape, float* max_abs) {
   return out;
 }
 
-// max over output channels of sum |w[i]| of a weight [OC, ...] (its largest row L1 norm).
-int64_t max_row_l1(const std::vector<int8_t>& w, int64_t channels) {
-  const auto inner = static_cast<int64_t>(w.size()) / channels;
-  int64_t max_l1 = 0;
-  for (int64_t c = 0; c < channels; ++c) {
-    int64_t l1 = 0;
-    for (int64_t i = c * inner; i < (c + 1) * inner; ++i) l1 += std::abs(static_cast<int>(w[i]));
-    max_l1 = std::max(max_l1, l1);
-  }
-  return max_l1;
-}
-
-// One term of w = sum radix * digits: float32 digit codes of the weight's shape.
-struct WeightDigits {
-  Tensor weight;
-  int32_t radix;
-};
-
-// The weight codes split so that every sum x_q * digit is exact in float32, or {} when even
-// the split is not. Every integer of magnitude <= 2^24 is a float32, and max|x_q| *
-// sum|digit[oc]| bounds |every partial sum| of output channel oc whatever order (or FMA) the
-// kernel adds in. First w itself; past the bound (wide layers: a calibrated resnet18's 3x3
-// 512 -> 512 convs have sum|w_q| ~ 1.5e5), w = 16 * high + low with high in [-8, 8], low in [-8,
-// 7], which divides the bound's weight factor by about 16 for high and caps low's at 8 per tap.
-std::vector<WeightDigits> exact_digits(const Tensor& weight, float x_max) {
-  const int64_t channels = weight.size(0);
-  const std::vector<int8_t> w = weight.to_vector<int8_t>();
-  const auto exact = [&](const std::vector<int8_t>& digits) {
-    return static_cast<double>(x_max) * static_cast<double>(max_row_l1(digits, channels)) <=
-           16777216.0;
-  };
-  const auto as_float = [&](const std::vector<int8_t>& digits) {
-    return Tensor::from_vector(digits, weight.shape()).to(DType::kFloat32);
-  };
-  if (exact(w)) return {{as_float(w), 1}};
-  std::vector<int8_t> high(w.size()), low(w.size());
-  for (size_t i = 0; i < w.size(); ++i) {
-    // floor((w + 8) / 16) by an arithmetic shift; w - 16 * high is then in [-8, 7].
-    high[i] = static_cast<int8_t>((w[i] + 8) >> 4);
-    low[i] = static_cast<int8_t>(w[i] - 16 * high[i]);
-  }
-  if (exact(high) && exact(low)) return {{as_float(high), 16}, {as_float(low), 1}};
-  return {};
-}
-
-// accumulate_reference computed with the float32 oneDNN conv / Eigen GEMM on the codes (one
-// per weight digit, combined in int32), or undefined when exact_digits finds no exact split.
+// accumulate_reference computed with the float32 oneDNN conv / Eigen GEMM on the codes
+// (quant::exact_accumulators), or undefined when the weight has no exact split.
 Tensor accumulate_float32(const IntNode& node, const Tensor& x) {
   const IntLayer& layer = *node.layer;
-  const int64_t batch = x.size(0), out_channels = layer.weight.size(0);
+  const int64_t batch = x.size(0);
   float x_max = 0.0f;
   const Tensor xf = node.op == "linear" ? codes_as_float(x, {batch, x.numel() / batch}, &x_max)
                                         : codes_as_float(x, x.shape(), &x_max);
-  const std::vector<WeightDigits> digits = exact_digits(layer.weight, x_max);
-  if (digits.empty()) return Tensor();
-  Tensor acc;
-  for (const WeightDigits& d : digits) {
-    const Tensor sums = node.op == "linear"
-                            ? ops::linear(xf, d.weight, Tensor())
-                            : ops::conv2d(xf, d.weight, Tensor(), conv_params(node));
-    if (!acc.defined()) {
-      acc = Tensor::empty(sums.shape(), DType::kInt32);
-      const int32_t* bias = layer.bias_int32.defined() ? layer.bias_int32.data<int32_t>() : nullptr;
-      const int64_t inner = per_channel_inner(acc);
-      int32_t* a = acc.data<int32_t>();
-      for (int64_t plane = 0; plane < batch * out_channels; ++plane)
-        std::fill_n(a + plane * inner, inner, bias ? bias[plane % out_channels] : 0);
-    }
-    const float* s = sums.data<float>();
-    int32_t* a = acc.data<int32_t>();
-    for (int64_t i = 0; i < acc.numel(); ++i) a[i] += d.radix * static_cast<int32_t>(s[i]);
-  }
-  return acc;
+  return quant::exact_accumulators(layer.weight, x_max, layer.bias_int32, [&](const Tensor& w) {
+    return node.op == "linear" ? ops::linear(xf, w, Tensor())
+                               : ops::conv2d(xf, w, Tensor(), conv_params(node));
+  });
 }
 
 // The int32 accumulators of a conv2d / linear node (accumulate_reference): the exact float32
@@ -354,46 +296,6 @@ Tensor accumulate(const IntNode& node, const Tensor& x, const SimulateOptions& o
   return accumulate_reference(node, x);
 }
 
-// quant::tnn_requantize's float32 expressions, plane by plane: the multiplier s_acc[c] / s_out
-// and the activation's branch once per (sample, channel) rather than per element (the index
-// divisions and the float division cost more than the rounding). Its reference twin is
-// quant::tnn_requantize.
-Tensor tnn_requantize_planes(const Tensor& acc, const Tensor& accumulator_scale, float output_scale,
-                             quant::FusedActivation activation) {
-  QAT_CHECK(
-      acc.dtype() == DType::kInt32 && acc.dim() >= 2 && accumulator_scale.numel() == acc.size(1),
-      "tnn requantize: int32 accumulators ", shape_str(acc.shape()), " with ",
-      accumulator_scale.numel(), " accumulator scales");
-  const int64_t channels = acc.size(1), inner = per_channel_inner(acc);
-  const float* s_acc = accumulator_scale.data<float>();
-  const int8_t relu6_max = float2int8(6.0f / output_scale);
-  Tensor q = Tensor::empty(acc.shape(), DType::kInt8);
-  const int32_t* a = acc.data<int32_t>();
-  int8_t* out = q.data<int8_t>();
-  for (int64_t plane = 0; plane < acc.size(0) * channels; ++plane) {
-    const float multiplier = s_acc[plane % channels] / output_scale;
-    const int32_t* ap = a + plane * inner;
-    int8_t* op = out + plane * inner;
-    switch (activation) {
-      case quant::FusedActivation::kNone:
-        for (int64_t i = 0; i < inner; ++i)
-          op[i] = float2int8(static_cast<float>(ap[i]) * multiplier);
-        break;
-      case quant::FusedActivation::kReLU:
-        for (int64_t i = 0; i < inner; ++i)
-          op[i] = float2int8(std::max(static_cast<float>(ap[i]) * multiplier, 0.0f));
-        break;
-      case quant::FusedActivation::kReLU6:
-        for (int64_t i = 0; i < inner; ++i) {
-          op[i] = std::max<int8_t>(
-              0, std::min(float2int8(static_cast<float>(ap[i]) * multiplier), relu6_max));
-        }
-        break;
-    }
-  }
-  return q;
-}
-
 // A conv / FC output: v = acc * (s_acc[c] / s_out) in float32, then the fused activation and
 // float2int8.
 Tensor requantize_layer_output(const IntNode& node, const Tensor& acc,
@@ -402,7 +304,7 @@ Tensor requantize_layer_output(const IntNode& node, const Tensor& acc,
   const float s_out = scalar_scale(*layer.output);
   return options.reference_kernels
              ? quant::tnn_requantize(acc, layer.accumulator_scale, s_out, layer.activation)
-             : tnn_requantize_planes(acc, layer.accumulator_scale, s_out, layer.activation);
+             : quant::tnn_requantize_planes(acc, layer.accumulator_scale, s_out, layer.activation);
 }
 
 // The fused 1x1 conv + add of tnn_format.md §3.5: one rounding of
@@ -436,7 +338,8 @@ Tensor add_int8(const Tensor& a, const Tensor& b, float s_a, float s_b, float s_
   const int8_t* x = a.data<int8_t>();
   const int8_t* y = b.data<int8_t>();
   int8_t* out = q.data<int8_t>();
-  for (int64_t i = 0; i < q.numel(); ++i) {
+  const int64_t n = q.numel();
+  for (int64_t i = 0; i < n; ++i) {
     out[i] = float2int8((static_cast<float>(x[i]) * s_a + static_cast<float>(y[i]) * s_b) / s_out);
   }
   return q;
@@ -468,7 +371,8 @@ Tensor relu_int8(const Tensor& x) {
   Tensor q = Tensor::empty(x.shape(), DType::kInt8);
   const int8_t* in = x.data<int8_t>();
   int8_t* out = q.data<int8_t>();
-  for (int64_t i = 0; i < q.numel(); ++i) out[i] = std::max<int8_t>(in[i], 0);
+  const int64_t n = q.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = std::max<int8_t>(in[i], 0);
   return q;
 }
 

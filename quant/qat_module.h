@@ -97,6 +97,10 @@ class QatModule : public nn::Module {
   bool runs_tnn_kernel() const;
   // TNN's int8 output of this layer on `input` (on the input quantizer's grid), dequantized.
   Tensor tnn_kernel_output(const Tensor& input) const;
+  // bias_int32[c] + the layer's sums of input codes and int8 weight codes, summed in float64
+  // (exact up to 2^53): the fallback when no float32 split is exact.
+  Tensor accumulate_float64(const Tensor& input_codes, const Tensor& weight_codes,
+                            const Tensor& bias_int32) const;
 };
 
 // Model-wide switches, as torch.ao.quantization.{enable,disable}_{observer,fake_quant} applied
