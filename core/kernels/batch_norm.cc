@@ -41,6 +41,30 @@ void normalize_channels(int64_t N, int64_t C, int64_t S, const float* x, const f
   }
 }
 
+// The two per-channel sums both backward passes need: sum(dy) and sum(dy * (x - mu)) over
+// the N x S values of channel c, float within a row (vectorized), double across rows.
+struct DySums {
+  double dy = 0, dy_xmu = 0;
+};
+
+DySums dy_sums(int64_t N, int64_t C, int64_t S, const float* dy, const float* x, int64_t c,
+               float mu) {
+  DySums sums;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* dyr = dy + (n * C + c) * S;  // [S]
+    const float* xr = x + (n * C + c) * S;    // [S]
+    float row_dy = 0, row_dy_xmu = 0;
+#pragma omp simd reduction(+ : row_dy, row_dy_xmu)
+    for (int64_t i = 0; i < S; ++i) {
+      row_dy += dyr[i];
+      row_dy_xmu += dyr[i] * (xr[i] - mu);
+    }
+    sums.dy += row_dy;
+    sums.dy_xmu += row_dy_xmu;
+  }
+  return sums;
+}
+
 }  // namespace
 
 void batch_norm_stats(int64_t N, int64_t C, int64_t S, const float* x, float* mean, float* var) {
@@ -74,9 +98,12 @@ void batch_norm_stats(int64_t N, int64_t C, int64_t S, const float* x, float* me
 void batch_norm_forward(int64_t N, int64_t C, int64_t S, const float* x, const float* mean,
                         const float* var, const float* gamma, const float* beta, double eps,
                         float* y) {
-  normalize_channels(N, C, S, x, mean, beta, [&](int64_t c) {
-    return static_cast<float>((gamma ? gamma[c] : 1.0) * inv_std(var[c], eps));
-  }, y);
+  normalize_channels(
+      N, C, S, x, mean, beta,
+      [&](int64_t c) {
+        return static_cast<float>((gamma ? gamma[c] : 1.0) * inv_std(var[c], eps));
+      },
+      y);
 }
 
 void batch_norm_backward(int64_t N, int64_t C, int64_t S, const float* dy, const float* x,
@@ -88,19 +115,8 @@ void batch_norm_backward(int64_t N, int64_t C, int64_t S, const float* dy, const
   for (int64_t c = 0; c < C; ++c) {
     const float mu = mean[c];
     const double invstd = inv_std(var[c], eps);
-    double sum_dy = 0, sum_dy_xmu = 0;  // sum(dy), sum(dy * (x - mu))
-    for (int64_t n = 0; need_sums && n < N; ++n) {
-      const float* dyr = dy + (n * C + c) * S;  // [S]
-      const float* xr = x + (n * C + c) * S;    // [S]
-      float row_dy = 0, row_dy_xmu = 0;
-#pragma omp simd reduction(+ : row_dy, row_dy_xmu)
-      for (int64_t i = 0; i < S; ++i) {
-        row_dy += dyr[i];
-        row_dy_xmu += dyr[i] * (xr[i] - mu);
-      }
-      sum_dy += row_dy;
-      sum_dy_xmu += row_dy_xmu;
-    }
+    const DySums sums = need_sums ? dy_sums(N, C, S, dy, x, c, mu) : DySums{};
+    const double sum_dy = sums.dy, sum_dy_xmu = sums.dy_xmu;
     if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xmu * invstd);  // sum(dy * xhat)
     if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
     if (!dx) continue;
@@ -131,11 +147,14 @@ void batch_norm_scaled_forward(int64_t N, int64_t C, int64_t S, const float* x, 
                                const float* var, const float* a, const float* gamma,
                                const float* beta, double eps, float* y) {
   // BN of z = a * x + b: (x - mean_x) * gamma * a / sqrt(a^2 var_x + eps) + beta (b cancels).
-  normalize_channels(N, C, S, x, mean, beta, [&](int64_t c) {
-    const double ac = a[c];
-    const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
-    return static_cast<float>((gamma ? gamma[c] : 1.0) * ac * invstd_z);
-  }, y);
+  normalize_channels(
+      N, C, S, x, mean, beta,
+      [&](int64_t c) {
+        const double ac = a[c];
+        const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
+        return static_cast<float>((gamma ? gamma[c] : 1.0) * ac * invstd_z);
+      },
+      y);
 }
 
 void batch_norm_scaled_backward(int64_t N, int64_t C, int64_t S, const float* dy, const float* x,
@@ -149,19 +168,8 @@ void batch_norm_scaled_backward(int64_t N, int64_t C, int64_t S, const float* dy
     const double ac = a[c];
     const double g = gamma ? gamma[c] : 1.0;
     const double invstd_z = 1.0 / std::sqrt(ac * ac * var[c] + eps);
-    double sum_dy = 0, sum_dy_xmu = 0;  // sum(dy), sum(dy * (x - mu))
-    for (int64_t n = 0; n < N; ++n) {
-      const float* dyr = dy + (n * C + c) * S;  // [S]
-      const float* xr = x + (n * C + c) * S;    // [S]
-      float row_dy = 0, row_dy_xmu = 0;
-#pragma omp simd reduction(+ : row_dy, row_dy_xmu)
-      for (int64_t i = 0; i < S; ++i) {
-        row_dy += dyr[i];
-        row_dy_xmu += dyr[i] * (xr[i] - mu);
-      }
-      sum_dy += row_dy;
-      sum_dy_xmu += row_dy_xmu;
-    }
+    const DySums sums = dy_sums(N, C, S, dy, x, c, mu);
+    const double sum_dy = sums.dy, sum_dy_xmu = sums.dy_xmu;
     // zhat = a * invstd_z * (x - mu), so sum(dy * zhat) = a * invstd_z * sum_dy_xmu.
     if (dgamma) dgamma[c] = static_cast<float>(ac * invstd_z * sum_dy_xmu);
     if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
