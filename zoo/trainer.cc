@@ -129,41 +129,39 @@ class Progress {
     std::fflush(out_);
   }
 
-  // A progress update after `step`; shown every log_every steps, or on a terminal at most five
-  // times a second (and always at the last step of an epoch).
-  void update(int64_t step, bool epoch_end, const std::string& text) {
-    if (live_) {
-      if (!epoch_end && seconds_since(last_draw_) < 0.2) return;
-      last_draw_ = Clock::now();
-      std::fprintf(out_, "\r%s\033[K", text.c_str());
-      std::fflush(out_);
-      drawn_ = true;
+  // Whether the update after `step` is shown: every log_every steps, or on a terminal at most
+  // five times a second; always at the last step of an epoch. The caller formats the text
+  // only then.
+  bool due(int64_t step, bool epoch_end) const {
+    if (epoch_end) return true;
+    return live_ ? seconds_since(last_draw_) >= 0.2 : step % log_every_ == 0;
+  }
+
+  // Shows a progress text: rewrites the live line on a terminal, else prints a line.
+  void show(const std::string& text) {
+    if (!live_) {
+      line(text);
       return;
     }
-    if (step % log_every_ != 0 && !epoch_end) return;
-    line(text);
+    last_draw_ = Clock::now();
+    std::fprintf(out_, "\r%s\033[K", text.c_str());
+    std::fflush(out_);
+    drawn_ = true;
   }
 
   // Progress of an evaluation: live on a terminal, else a line per quarter of the batches.
   EvalProgress evaluation(const std::string& what) {
     return [this, what, start = Clock::now()](int64_t done, int64_t total, int64_t images) {
       const bool quarter = total >= 4 && done % ((total + 3) / 4) == 0;
-      if (!live_ && !quarter && done != total) return;
-      if (live_ && done != total && seconds_since(last_draw_) < 0.2) return;
+      const bool last = done == total;
+      if (!(live_ ? last || seconds_since(last_draw_) >= 0.2 : quarter || last)) return;
       char text[160];
       std::snprintf(text, sizeof text, "evaluating %s: batch %lld/%lld, %lld images, %.0f img/s",
                     what.c_str(), static_cast<long long>(done), static_cast<long long>(total),
                     static_cast<long long>(images),
                     static_cast<double>(images) / std::max(seconds_since(start), 1e-9));
-      if (live_) {
-        last_draw_ = Clock::now();
-        std::fprintf(out_, "\r%s\033[K", text);
-        std::fflush(out_);
-        drawn_ = true;
-        if (done == total) end_live_line();
-      } else {
-        line(text);
-      }
+      show(text);
+      if (last) end_live_line();
     };
   }
 
@@ -552,16 +550,19 @@ Trainer::EpochOutcome Trainer::train_epoch(int64_t epoch) {
         static_cast<double>(step_ - start_step_) / std::max(seconds_since(start_), 1e-9);
     const double images_per_s = steps_per_s * static_cast<double>(data_.batch_size);
     const bool epoch_end = step_in_epoch + 1 == steps_per_epoch_;
-    char text[256];
-    std::snprintf(text, sizeof text,
-                  "%s epoch %lld/%lld step %lld/%lld loss %.4f acc %.2f%% lr %.3g %.0f img/s "
-                  "ETA %s",
-                  phase_name(phase), static_cast<long long>(epoch + 1),
-                  static_cast<long long>(train_.epochs), static_cast<long long>(step_in_epoch + 1),
-                  static_cast<long long>(steps_per_epoch_), running_loss, running_acc,
-                  schedule_->get_last_lr()[0], images_per_s,
-                  format_duration(static_cast<double>(total_steps - step_) / steps_per_s).c_str());
-    progress_.update(step_, epoch_end, text);
+    if (progress_.due(step_, epoch_end)) {
+      char text[256];
+      std::snprintf(
+          text, sizeof text,
+          "%s epoch %lld/%lld step %lld/%lld loss %.4f acc %.2f%% lr %.3g %.0f img/s "
+          "ETA %s",
+          phase_name(phase), static_cast<long long>(epoch + 1),
+          static_cast<long long>(train_.epochs), static_cast<long long>(step_in_epoch + 1),
+          static_cast<long long>(steps_per_epoch_), running_loss, running_acc,
+          schedule_->get_last_lr()[0], images_per_s,
+          format_duration(static_cast<double>(total_steps - step_) / steps_per_s).c_str());
+      progress_.show(text);
+    }
     if (step_ % train_.log_every == 0) {
       metrics_->write({{"event", "step"},
                        {"phase", phase_name(phase)},
