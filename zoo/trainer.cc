@@ -366,6 +366,10 @@ void Trainer::set_up() {
   manual_seed(static_cast<uint64_t>(train_.seed));
   model_ = create_model(config_.model);
   if (!config_.model.pretrained.empty()) {
+    if (!std::filesystem::exists(config_.model.pretrained)) {
+      throw Error(path_ + ": model.pretrained: no such file '" + config_.model.pretrained +
+                  "' (relative paths are relative to the working directory)");
+    }
     const std::vector<std::string> skipped = load_checkpoint(*model_, config_.model.pretrained);
     progress_.line("loaded " + config_.model.pretrained +
                    (skipped.empty()

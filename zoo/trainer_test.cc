@@ -298,6 +298,13 @@ TEST(Trainer, RefusesToOverwriteOrToResumeWithOtherSettings) {
   resume.resume = true;
   EXPECT_NE(error_of([&] { run(config, resume); }).find("written with other settings"),
             std::string::npos);
+  // A pretrained file that is not there is named with its config key.
+  Json missing = base_config(dir + "/out_missing", "tensorrt");
+  missing["model"]["pretrained"] = dir + "/no_such.safetensors";
+  EXPECT_NE(error_of([&] {
+              run(write_config(dir, missing));
+            }).find("config.json: model.pretrained: no such file"),
+            std::string::npos);
   // Settings that do not change the weights may change.
   json["train"]["optimizer"]["lr"] = 0.02;
   json["train"]["log_every"] = 1;
