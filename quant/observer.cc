@@ -5,11 +5,10 @@
 #include <sstream>
 #include <tuple>
 
+#include "core/kernels/elementwise.h"
+
 namespace qat::quant {
 namespace {
-
-// Below this many elements a reduction stays on one thread.
-constexpr int64_t kParallelGrain = 1 << 15;
 
 Tensor vector_tensor(const std::vector<float>& values, bool zero_dim) {
   if (zero_dim) return Tensor::scalar(values[0]);
@@ -142,18 +141,10 @@ void ObserverBase::update_moving_average(const Tensor& x) {
 
 std::pair<std::vector<float>, std::vector<float>> ObserverBase::aminmax(const Tensor& x) const {
   const float* p = x.data<float>();
-  const int64_t n = x.numel();
-  // NaNs are skipped (std::min / std::max keep the running value).
   if (!is_per_channel()) {
-    float lo = INFINITY, hi = -INFINITY;
-#pragma omp parallel for schedule(static) reduction(min                 \
-                                                    : lo) reduction(max \
-                                                                    : hi) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      lo = std::min(lo, p[i]);
-      hi = std::max(hi, p[i]);
-    }
-    return {{lo}, {hi}};
+    std::vector<float> mins(1), maxs(1);
+    kernels::min_max(p, 1, 1, x.numel(), mins.data(), maxs.data());
+    return {mins, maxs};
   }
   const int64_t rank = x.dim();
   QAT_CHECK(-rank <= ch_axis_ && ch_axis_ < rank, type_name(), ": ch_axis ", ch_axis_,
@@ -166,20 +157,8 @@ std::pair<std::vector<float>, std::vector<float>> ObserverBase::aminmax(const Te
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= x.size(d);
   for (int64_t d = axis + 1; d < rank; ++d) inner *= x.size(d);
-  std::vector<float> mins(channels, INFINITY), maxs(channels, -INFINITY);
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t c = 0; c < channels; ++c) {
-    float lo = INFINITY, hi = -INFINITY;
-    for (int64_t o = 0; o < outer; ++o) {
-      const float* row = p + (o * channels + c) * inner;  // [inner]
-      for (int64_t i = 0; i < inner; ++i) {
-        lo = std::min(lo, row[i]);
-        hi = std::max(hi, row[i]);
-      }
-    }
-    mins[c] = lo;
-    maxs[c] = hi;
-  }
+  std::vector<float> mins(channels), maxs(channels);
+  kernels::min_max(p, outer, channels, inner, mins.data(), maxs.data());
   return {mins, maxs};
 }
 

@@ -354,8 +354,85 @@ void dropout_mask(uint8_t* mask, int64_t n, double p, Generator& gen) {
 
 template <class T>
 void masked_scale(const T* x, const uint8_t* mask, T scale, T* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) y[i] = mask[i] ? x[i] * scale : T(0);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = keep_or_zero(mask[i] != 0, x[i] * scale);
+}
+
+// ---- reductions
+
+namespace {
+
+// Folds n values into the running lo / hi. `v < lo ? v : lo` skips NaNs (the comparison is false)
+// and is exactly the vector minimum instruction, so sixteen independent lanes, combined at the
+// end, vectorize; min and max are exact, so the lane order changes nothing but the sign of a
+// zero extreme.
+void fold_min_max(const float* x, int64_t n, float& lo, float& hi) {
+  constexpr int kLanes = 16;
+  float lane_lo[kLanes], lane_hi[kLanes];
+  std::fill_n(lane_lo, kLanes, lo);
+  std::fill_n(lane_hi, kLanes, hi);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) {
+      const float v = x[i + k];
+      lane_lo[k] = v < lane_lo[k] ? v : lane_lo[k];
+      lane_hi[k] = v > lane_hi[k] ? v : lane_hi[k];
+    }
+  }
+  for (; i < n; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    lo = lane_lo[k] < lo ? lane_lo[k] : lo;
+    hi = lane_hi[k] > hi ? lane_hi[k] : hi;
+  }
+}
+
+}  // namespace
+
+void min_max(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mins,
+             float* maxs) {
+  if (channels == 1) {
+    // The threads fold blocks; partials are never NaN, so the OpenMP min / max combine is exact.
+    const int64_t n = outer * inner;
+    const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+    float lo = INFINITY, hi = -INFINITY;
+#pragma omp parallel for schedule(static) reduction(min : lo) reduction(max : hi) \
+    if (n > kParallelGrain)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t begin = b * kSumBlock;
+      fold_min_max(x + begin, std::min(kSumBlock, n - begin), lo, hi);
+    }
+    mins[0] = lo;
+    maxs[0] = hi;
+    return;
+  }
+#pragma omp parallel for schedule(static) if (outer * channels * inner > kParallelGrain)
+  for (int64_t c = 0; c < channels; ++c) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t o = 0; o < outer; ++o) fold_min_max(x + (o * channels + c) * inner, inner, lo, hi);
+    mins[c] = lo;
+    maxs[c] = hi;
+  }
+}
+
+void min_max_ref(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mins,
+                 float* maxs) {
+  for (int64_t c = 0; c < channels; ++c) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const float v = x[(o * channels + c) * inner + i];
+        if (std::isnan(v)) continue;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+    }
+    mins[c] = lo;
+    maxs[c] = hi;
+  }
 }
 
 // ---- layout copies

@@ -79,6 +79,17 @@ void dropout_mask(uint8_t* mask, int64_t n, double p, Generator& gen);
 template <class T>
 void masked_scale(const T* x, const uint8_t* mask, T scale, T* y, int64_t n);
 
+// ---- reductions
+
+// Per-channel minimum and maximum of x viewed as [outer, channels, inner] (channels = 1: the
+// whole tensor), as torch.aminmax over all dims but one: NaNs are skipped, and a channel without
+// a number gets +inf / -inf. When a channel's extreme is zero, its sign may depend on the
+// order (min(-0, +0) keeps the first).
+void min_max(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mins,
+             float* maxs);
+void min_max_ref(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mins,
+                 float* maxs);
+
 // ---- layout copies
 
 // y = x.permute(dims): y_shape[i] = x_shape[dims[i]].

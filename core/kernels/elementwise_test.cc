@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace qat::kernels {
@@ -180,6 +181,11 @@ void expect_masked_backward_matches_select() {
   relu_backward(x.data(), dy.data(), got.data(), n);
   for (int64_t i = 0; i < n; ++i) want[i] = x[i] > T(0) ? dy[i] : T(0);
   EXPECT_TRUE(same_bits(got, want)) << "relu_backward";
+  std::vector<uint8_t> mask(x.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = x[i] > T(0) ? 1 : 0;
+  masked_scale(dy.data(), mask.data(), T(2), got.data(), n);
+  for (int64_t i = 0; i < n; ++i) want[i] = mask[i] ? dy[i] * T(2) : T(0);
+  EXPECT_TRUE(same_bits(got, want)) << "masked_scale";
   for (bool inclusive : {false, true}) {
     clamp_backward(x.data(), T(0), T(6), inclusive, dy.data(), got.data(), n);
     for (int64_t i = 0; i < n; ++i) {
@@ -193,6 +199,48 @@ void expect_masked_backward_matches_select() {
 TEST(ElementwiseKernels, MaskedBackwardIsBitIdenticalToSelect) {
   expect_masked_backward_matches_select<float>();
   expect_masked_backward_matches_select<double>();
+}
+
+// [outer, channels, inner] cases: whole tensor (channels 1) below and above the parallel grain,
+// per channel with outer 1 (weights) and outer > 1 (activations), odd sizes for the lane tails.
+TEST(ElementwiseKernels, MinMaxMatchesRefAndSkipsNaN) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    int64_t outer, channels, inner;
+  };
+  for (const Case& c : {Case{1, 1, 0}, Case{1, 1, 5}, Case{1, 1, 37}, Case{3, 1, 70001},
+                        Case{1, 17, 9}, Case{1, 64, 1153}, Case{5, 33, 41}, Case{4, 3, 40000}}) {
+    const int64_t n = c.outer * c.channels * c.inner;
+    std::vector<float> x = random_values<float>({n}, 11, -3.0, 5.0);
+    // NaNs everywhere (the first element of a lane block included), infinities and signed zeros.
+    for (int64_t i = 0; i < n; i += 7) x[i] = nan;
+    if (n > 100) {
+      x[3] = -inf;
+      x[50] = -0.0f;
+      x[n - 1] = inf;
+    }
+    std::vector<float> mins(c.channels), maxs(c.channels), ref_mins(c.channels),
+        ref_maxs(c.channels);
+    min_max(x.data(), c.outer, c.channels, c.inner, mins.data(), maxs.data());
+    min_max_ref(x.data(), c.outer, c.channels, c.inner, ref_mins.data(), ref_maxs.data());
+    const std::string what = std::to_string(c.outer) + "x" + std::to_string(c.channels) + "x" +
+                             std::to_string(c.inner);
+    EXPECT_EQ(mins, ref_mins) << what;
+    EXPECT_EQ(maxs, ref_maxs) << what;
+    for (int64_t ch = 0; ch < c.channels; ++ch) EXPECT_FALSE(std::isnan(mins[ch])) << what;
+  }
+  // A channel without a number, and an empty tensor, report +inf / -inf.
+  const std::vector<float> x = {nan, nan, 1.0f, -2.0f};
+  float lo[2], hi[2];
+  min_max(x.data(), 1, 2, 2, lo, hi);
+  EXPECT_EQ(lo[0], inf);
+  EXPECT_EQ(hi[0], -inf);
+  EXPECT_EQ(lo[1], -2.0f);
+  EXPECT_EQ(hi[1], 1.0f);
+  min_max(x.data(), 1, 1, 0, lo, hi);
+  EXPECT_EQ(lo[0], inf);
+  EXPECT_EQ(hi[0], -inf);
 }
 
 // Reference permute by explicit index arithmetic.

@@ -28,6 +28,8 @@ namespace {
 constexpr int64_t kParallelGrain = 1 << 15;
 // LSQ's dscale adds fixed-size blocks of a row in parallel, then the block sums in order.
 constexpr int64_t kSumBlock = 1 << 14;
+// A per-tensor fake quant hands the threads blocks of this many elements.
+constexpr int64_t kRunBlock = 1 << 12;
 
 // One channel's constants, hoisted out of the element loops.
 template <class T>
@@ -76,17 +78,22 @@ T round_half_even_small(T v) {
   return (v + kMagic) - kMagic;
 }
 
-// std::trunc of a small |w| (< 2^31) without a libm call, keeping the sign of zero; NaN passes.
+// std::trunc of a small |w| (< 2^22) in float arithmetic only (no libm call, no integer
+// conversion, so it vectorizes): floor |w| by rounding it to nearest and stepping back where that
+// went up, then put w's sign back (signed zero included); NaN stays NaN.
 template <class T>
 T trunc_small(T w) {
-  return w == w ? std::copysign(T(static_cast<int32_t>(w)), w) : w;
+  const T a = std::abs(w);
+  const T r = round_half_even_small(a);
+  return std::copysign(r > a ? r - T(1) : r, w);
 }
 
 // The grid value q, in the order of operations of each runtime (the zero point is added after
 // rounding, except in TNN's float2int8(x / s + zp)); unclamped up to one step outside the grid
 // (Grid::below / above), which the clamp and the mask cannot tell apart from further out.
+// (Always inlined: the vectorized loops of fake_quant_run need it in their body.)
 template <RoundingMode M, class T>
-T quantize(T x, const Grid<T>& g) {
+[[gnu::always_inline]] inline T quantize(T x, const Grid<T>& g) {
   if constexpr (M == RoundingMode::kHalfAway) {
     const T v = pull_into(x / g.scale, g.below, g.above) + g.zero_point;
     return trunc_small(v + (v >= T(0) ? T(0.5) : T(-0.5)));
@@ -120,29 +127,50 @@ void with_mode(RoundingMode mode, Fn&& fn) {
 
 }  // namespace
 
+// Fake-quantizes n elements that share one grid. Local pointers and a local copy of the grid
+// (a lambda's captures would be reloaded after every store, which might alias them) and no
+// branches, so `omp simd` vectorizes the loop.
+template <RoundingMode M, class T>
+void fake_quant_run(const T* x, int64_t n, const Grid<T>& grid, T* y, uint8_t* mask) {
+  const Grid<T> g = grid;
+  if (mask == nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = dequantize_clamped(quantize<M>(x[i], g), g);
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T q = quantize<M>(x[i], g);
+    y[i] = dequantize_clamped(q, g);
+    mask[i] = (g.quant_min <= q) & (q <= g.quant_max);
+  }
+}
+
 template <class T>
 void fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
                         int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
                         int64_t inner, T* y, uint8_t* mask) {
   const std::vector<Grid<T>> grids = make_grids(scale, zero_point, quant_min, quant_max, channels);
-  const int64_t rows = outer * channels;  // row r is channel r % channels
-  const int64_t n = rows * inner;
   with_mode(mode, [&](auto m) {
     constexpr RoundingMode M = decltype(m)::value;
-    auto element = [&](int64_t i, const Grid<T>& g) {
-      const T q = quantize<M>(x[i], g);
-      y[i] = dequantize_clamped(q, g);
-      if (mask != nullptr) mask[i] = g.quant_min <= q && q <= g.quant_max;
-    };
     if (channels == 1) {
+      // Per tensor: one grid, cut into blocks for the threads.
+      const int64_t n = outer * inner;
+      const int64_t blocks = (n + kRunBlock - 1) / kRunBlock;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) element(i, grids[0]);
-    } else {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t r = 0; r < rows; ++r) {
-        const Grid<T>& g = grids[r % channels];
-        for (int64_t i = r * inner; i < (r + 1) * inner; ++i) element(i, g);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t begin = b * kRunBlock, len = std::min(kRunBlock, n - begin);
+        fake_quant_run<M>(x + begin, len, grids[0], y + begin,
+                          mask != nullptr ? mask + begin : nullptr);
       }
+      return;
+    }
+    const int64_t rows = outer * channels;  // row r is channel r % channels
+#pragma omp parallel for schedule(static) if (rows * inner > kParallelGrain)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t begin = r * inner;
+      fake_quant_run<M>(x + begin, inner, grids[r % channels], y + begin,
+                        mask != nullptr ? mask + begin : nullptr);
     }
   });
 }

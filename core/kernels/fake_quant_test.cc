@@ -138,9 +138,15 @@ TEST(FakeQuantKernel, HalfEvenMulMultipliesByFloatReciprocal) {
 
 // The fast kernel rounds without libm on values pulled near the grid: NaN, infinities, huge
 // values and the sign of zero come out bit for bit as the reference's.
+// Repeated past one thread block (4096) at an odd length, so they pass through the vector loop
+// body, its remainder and a block boundary in every lane position.
 TEST(FakeQuantKernel, SpecialValuesMatchRefBitForBit) {
-  const std::vector<float> x = {std::nanf(""), INFINITY, -INFINITY, 1e30f, -1e30f, -0.0f,
-                                0.0f,          -0.3f,    -0.6f,     -1e-7f, 3e9f,  -3e9f};
+  const std::vector<float> specials = {std::nanf(""), INFINITY, -INFINITY, 1e30f, -1e30f,
+                                       -0.0f,         0.0f,     -0.3f,     -0.6f, -1e-7f,
+                                       3e9f,          -3e9f,    0.125f,    -0.125f, 0.375f};
+  std::vector<float> x;
+  while (x.size() < 5000) x.insert(x.end(), specials.begin(), specials.end());
+  x.pop_back();
   for (const RoundingMode mode : kModes) {
     for (const int32_t zp : {0, 3}) {
       std::vector<float> fast(x.size()), ref(x.size());
