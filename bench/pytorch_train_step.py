@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--batches", type=int, default=4,
+                    help="distinct random batches, used in turn (step i trains on i %% batches)")
     ap.add_argument("--qat", default="", help="fbgemm, qnnpack, ...: time eager QAT")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -100,10 +102,14 @@ def main():
         torch.ao.quantization.prepare_qat(model, inplace=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)
-    x = torch.randn(args.batch, c, h, w)
+    inputs = [torch.randn(args.batch, c, h, w) for _ in range(args.batches)]
     y = torch.arange(args.batch) % args.classes
+    step_index = 0
 
     def step():
+        nonlocal step_index
+        x = inputs[step_index % len(inputs)]
+        step_index += 1
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

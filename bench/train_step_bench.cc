@@ -1,5 +1,7 @@
 // Train-step throughput and peak memory of a zoo model: forward, cross-entropy, backward and an
-// SGD step (momentum, nesterov, weight decay) on a fixed random batch, timed after warm-up.
+// SGD step (momentum, nesterov, weight decay) on random batches (step i trains on batch
+// i % --batches: fresh data each step, as in training, so observer ranges and fake-quant masks
+// vary as they do there), timed after warm-up.
 // The PyTorch twin is bench/pytorch_train_step.py (same network, batch, shapes, optimizer and
 // timing); bench/run_zoo_bench.sh runs both over the model matrix. --qat <target> times the same
 // step on graph::QuantizableModel(model, {N, C, H, W}, QConfig::preset(target)) (fused, fake
@@ -14,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/ops/loss.h"
@@ -57,6 +60,7 @@ int run(int argc, char** argv) {
                     {"steps", {"20", "timed steps"}},
                     {"warmup", {"3", "untimed warm-up steps"}},
                     {"repeats", {"1", "time --steps steps this often; report the fastest"}},
+                    {"batches", {"4", "distinct random batches, used in turn"}},
                     {"qat",
                      {"",
                       "target (tensorrt, tnn, fbgemm, qnnpack, ...): time QAT; "
@@ -95,12 +99,19 @@ int run(int argc, char** argv) {
   model->train();
   nn::SGD optimizer(model->parameters(),
                     nn::SGDOptions(0.01).momentum(0.9).nesterov(true).weight_decay(5e-4));
-  Tensor x = Tensor::empty({batch, chw[0], chw[1], chw[2]});
-  normal_(x, 0, 1);
+  const int64_t num_batches = flags.get_int("batches");
+  QAT_CHECK(num_batches >= 1, "--batches must be positive");
+  std::vector<Tensor> inputs;
+  for (int64_t b = 0; b < num_batches; ++b) {
+    inputs.push_back(Tensor::empty({batch, chw[0], chw[1], chw[2]}));
+    normal_(inputs.back(), 0, 1);
+  }
   Tensor y = Tensor::empty({batch}, DType::kInt64);
   for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % flags.get_int("classes");
 
+  int64_t step_index = 0;
   auto step = [&] {
+    const Tensor& x = inputs[step_index++ % num_batches];
     Tensor loss = ops::cross_entropy(model->forward(x), y);
     optimizer.zero_grad();
     loss.backward();

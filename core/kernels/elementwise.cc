@@ -9,6 +9,8 @@
 #include <optional>
 #include <vector>
 
+#include "core/kernels/simd.h"
+
 namespace qat::kernels {
 namespace {
 
@@ -366,7 +368,7 @@ namespace {
 // and is exactly the vector minimum instruction, so sixteen independent lanes, combined at the
 // end, vectorize; min and max are exact, so the lane order changes nothing but the sign of a
 // zero extreme.
-void fold_min_max(const float* x, int64_t n, float& lo, float& hi) {
+QAT_SIMD_CLONES void fold_min_max(const float* x, int64_t n, float& lo, float& hi) {
   constexpr int kLanes = 16;
   float lane_lo[kLanes], lane_hi[kLanes];
   std::fill_n(lane_lo, kLanes, lo);
@@ -399,8 +401,9 @@ void min_max(const float* x, int64_t outer, int64_t channels, int64_t inner, flo
     const int64_t n = outer * inner;
     const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
     float lo = INFINITY, hi = -INFINITY;
-#pragma omp parallel for schedule(static) reduction(min : lo) reduction(max : hi) \
-    if (n > kParallelGrain)
+#pragma omp parallel for schedule(static) reduction(min                 \
+                                                    : lo) reduction(max \
+                                                                    : hi) if (n > kParallelGrain)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t begin = b * kSumBlock;
       fold_min_max(x + begin, std::min(kSumBlock, n - begin), lo, hi);

@@ -224,8 +224,8 @@ TEST(ElementwiseKernels, MinMaxMatchesRefAndSkipsNaN) {
         ref_maxs(c.channels);
     min_max(x.data(), c.outer, c.channels, c.inner, mins.data(), maxs.data());
     min_max_ref(x.data(), c.outer, c.channels, c.inner, ref_mins.data(), ref_maxs.data());
-    const std::string what = std::to_string(c.outer) + "x" + std::to_string(c.channels) + "x" +
-                             std::to_string(c.inner);
+    const std::string what =
+        std::to_string(c.outer) + "x" + std::to_string(c.channels) + "x" + std::to_string(c.inner);
     EXPECT_EQ(mins, ref_mins) << what;
     EXPECT_EQ(maxs, ref_maxs) << what;
     for (int64_t ch = 0; ch < c.channels; ++ch) EXPECT_FALSE(std::isnan(mins[ch])) << what;

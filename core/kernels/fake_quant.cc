@@ -5,6 +5,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/kernels/simd.h"
+
 namespace qat {
 
 const char* rounding_mode_name(RoundingMode mode) {
@@ -48,8 +50,13 @@ std::vector<Grid<T>> make_grids(const T* scale, const int32_t* zero_point, int64
   for (int64_t c = 0; c < channels; ++c) {
     // PyTorch: inv_scale = 1.0f / scale, in the element type's precision for float.
     const T zp = T(zero_point[c]);
-    grids[c] = {scale[c],        T(1) / scale[c],         zp, T(quant_min), T(quant_max),
-                T(quant_min) - zp - T(1), T(quant_max) - zp + T(1)};
+    grids[c] = {scale[c],
+                T(1) / scale[c],
+                zp,
+                T(quant_min),
+                T(quant_max),
+                T(quant_min) - zp - T(1),
+                T(quant_max) - zp + T(1)};
   }
   return grids;
 }
@@ -127,59 +134,68 @@ void with_mode(RoundingMode mode, Fn&& fn) {
 
 }  // namespace
 
-// Fake-quantizes n elements that share one grid. Local pointers and a local copy of the grid
-// (a lambda's captures would be reloaded after every store, which might alias them) and no
-// branches, so `omp simd` vectorizes the loop.
+// Fake-quantizes n elements that share one grid; returns how many fall outside it when a mask
+// is written. Local pointers and a local copy of the grid (a lambda's captures would be reloaded
+// after every store, which might alias them) and no branches, so `omp simd` vectorizes the loop.
 template <RoundingMode M, class T>
-void fake_quant_run(const T* x, int64_t n, const Grid<T>& grid, T* y, uint8_t* mask) {
+QAT_SIMD_CLONES int64_t fake_quant_run(const T* x, int64_t n, const Grid<T>& grid, T* y,
+                                       uint8_t* mask) {
   const Grid<T> g = grid;
   if (mask == nullptr) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = dequantize_clamped(quantize<M>(x[i], g), g);
-    return;
+    return 0;
   }
-#pragma omp simd
+  int64_t inside = 0;
+#pragma omp simd reduction(+ : inside)
   for (int64_t i = 0; i < n; ++i) {
     const T q = quantize<M>(x[i], g);
     y[i] = dequantize_clamped(q, g);
-    mask[i] = (g.quant_min <= q) & (q <= g.quant_max);
+    const bool in_grid = (g.quant_min <= q) & (q <= g.quant_max);
+    mask[i] = in_grid;
+    inside += in_grid;
   }
+  return n - inside;
 }
 
 template <class T>
-void fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
-                        int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
-                        int64_t inner, T* y, uint8_t* mask) {
+int64_t fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
+                           int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
+                           int64_t inner, T* y, uint8_t* mask) {
   const std::vector<Grid<T>> grids = make_grids(scale, zero_point, quant_min, quant_max, channels);
+  int64_t outside = 0;
   with_mode(mode, [&](auto m) {
     constexpr RoundingMode M = decltype(m)::value;
     if (channels == 1) {
       // Per tensor: one grid, cut into blocks for the threads.
       const int64_t n = outer * inner;
       const int64_t blocks = (n + kRunBlock - 1) / kRunBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+#pragma omp parallel for schedule(static) reduction(+ : outside) if (n > kParallelGrain)
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t begin = b * kRunBlock, len = std::min(kRunBlock, n - begin);
-        fake_quant_run<M>(x + begin, len, grids[0], y + begin,
-                          mask != nullptr ? mask + begin : nullptr);
+        outside += fake_quant_run<M>(x + begin, len, grids[0], y + begin,
+                                     mask != nullptr ? mask + begin : nullptr);
       }
       return;
     }
     const int64_t rows = outer * channels;  // row r is channel r % channels
-#pragma omp parallel for schedule(static) if (rows * inner > kParallelGrain)
+#pragma omp parallel for schedule(static) reduction(+ : outside) if (rows * inner > kParallelGrain)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t begin = r * inner;
-      fake_quant_run<M>(x + begin, inner, grids[r % channels], y + begin,
-                        mask != nullptr ? mask + begin : nullptr);
+      outside += fake_quant_run<M>(x + begin, inner, grids[r % channels], y + begin,
+                                   mask != nullptr ? mask + begin : nullptr);
     }
   });
+  return outside;
 }
 
 template <class T>
-void fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
-                            const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
-                            int64_t outer, int64_t channels, int64_t inner, T* y, uint8_t* mask) {
+int64_t fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
+                               const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
+                               int64_t outer, int64_t channels, int64_t inner, T* y,
+                               uint8_t* mask) {
   const T lo = T(quant_min), hi = T(quant_max);
+  int64_t outside = 0;
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < channels; ++c) {
       const T s = scale[c], zp = T(zero_point[c]);
@@ -200,10 +216,13 @@ void fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
             break;
         }
         y[k] = (std::min(std::max(q, lo), hi) - zp) * s;
-        if (mask != nullptr) mask[k] = lo <= q && q <= hi;
+        if (mask == nullptr) continue;
+        mask[k] = lo <= q && q <= hi;
+        outside += mask[k] == 0;
       }
     }
   }
+  return outside;
 }
 
 template <class T>
@@ -286,11 +305,12 @@ void fake_quant_lsq_backward_ref(RoundingMode mode, const T* x, const T* scale,
 }
 
 #define QAT_INSTANTIATE_FAKE_QUANT(T)                                                            \
-  template void fake_quant_forward<T>(RoundingMode, const T*, const T*, const int32_t*, int64_t, \
-                                      int64_t, int64_t, int64_t, int64_t, T*, uint8_t*);         \
-  template void fake_quant_forward_ref<T>(RoundingMode, const T*, const T*, const int32_t*,      \
-                                          int64_t, int64_t, int64_t, int64_t, int64_t, T*,       \
-                                          uint8_t*);                                             \
+  template int64_t fake_quant_forward<T>(RoundingMode, const T*, const T*, const int32_t*,       \
+                                         int64_t, int64_t, int64_t, int64_t, int64_t, T*,        \
+                                         uint8_t*);                                              \
+  template int64_t fake_quant_forward_ref<T>(RoundingMode, const T*, const T*, const int32_t*,   \
+                                             int64_t, int64_t, int64_t, int64_t, int64_t, T*,    \
+                                             uint8_t*);                                          \
   template void fake_quant_lsq_backward<T>(RoundingMode, const T*, const T*, const int32_t*,     \
                                            int64_t, int64_t, double, int64_t, int64_t, int64_t,  \
                                            const T*, T*, T*);                                    \

@@ -27,14 +27,17 @@ const char* rounding_mode_name(RoundingMode mode);  // "half_even_div", "half_aw
 namespace qat::kernels {
 
 // One OpenMP pass writing y [outer, channels, inner] and, unless mask is null, the mask.
+// Returns how many mask entries are 0 (0 when mask is null): when none is, the STE backward is
+// the identity and needs no pass (weights under a min/max observer of the same tensor are always
+// inside their grid).
 template <class T>
-void fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
-                        int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
-                        int64_t inner, T* y, uint8_t* mask);
+int64_t fake_quant_forward(RoundingMode mode, const T* x, const T* scale, const int32_t* zero_point,
+                           int64_t quant_min, int64_t quant_max, int64_t outer, int64_t channels,
+                           int64_t inner, T* y, uint8_t* mask);
 template <class T>
-void fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
-                            const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
-                            int64_t outer, int64_t channels, int64_t inner, T* y, uint8_t* mask);
+int64_t fake_quant_forward_ref(RoundingMode mode, const T* x, const T* scale,
+                               const int32_t* zero_point, int64_t quant_min, int64_t quant_max,
+                               int64_t outer, int64_t channels, int64_t inner, T* y, uint8_t* mask);
 
 // LSQ backward (Esser et al., "Learned Step Size Quantization", 2020), as PyTorch's
 // _fake_quantize_learnable_per_{tensor,channel}_affine_backward:

@@ -141,8 +141,8 @@ TEST(FakeQuantKernel, HalfEvenMulMultipliesByFloatReciprocal) {
 // Repeated past one thread block (4096) at an odd length, so they pass through the vector loop
 // body, its remainder and a block boundary in every lane position.
 TEST(FakeQuantKernel, SpecialValuesMatchRefBitForBit) {
-  const std::vector<float> specials = {std::nanf(""), INFINITY, -INFINITY, 1e30f, -1e30f,
-                                       -0.0f,         0.0f,     -0.3f,     -0.6f, -1e-7f,
+  const std::vector<float> specials = {std::nanf(""), INFINITY, -INFINITY, 1e30f,   -1e30f,
+                                       -0.0f,         0.0f,     -0.3f,     -0.6f,   -1e-7f,
                                        3e9f,          -3e9f,    0.125f,    -0.125f, 0.375f};
   std::vector<float> x;
   while (x.size() < 5000) x.insert(x.end(), specials.begin(), specials.end());
@@ -253,14 +253,18 @@ void expect_forward_fast_matches_ref(const Case& c, RoundingMode mode) {
   for (int64_t ch = 0; ch < v.channels; ++ch) zero_point[ch] = static_cast<int32_t>(ch % 7) - 3;
   std::vector<T> fast(n), ref(n);
   std::vector<uint8_t> fast_mask(n, 2), ref_mask(n, 3);
-  fake_quant_forward(mode, x.data(), scale.data(), zero_point.data(), -100, 90, v.outer, v.channels,
-                     v.inner, fast.data(), fast_mask.data());
-  fake_quant_forward_ref(mode, x.data(), scale.data(), zero_point.data(), -100, 90, v.outer,
-                         v.channels, v.inner, ref.data(), ref_mask.data());
+  const int64_t fast_outside =
+      fake_quant_forward(mode, x.data(), scale.data(), zero_point.data(), -100, 90, v.outer,
+                         v.channels, v.inner, fast.data(), fast_mask.data());
+  const int64_t ref_outside =
+      fake_quant_forward_ref(mode, x.data(), scale.data(), zero_point.data(), -100, 90, v.outer,
+                             v.channels, v.inner, ref.data(), ref_mask.data());
   const std::string what =
       shape_str(c.shape) + " axis " + std::to_string(c.axis) + " " + rounding_mode_name(mode);
   EXPECT_EQ(std::memcmp(fast.data(), ref.data(), n * sizeof(T)), 0) << what;
   EXPECT_EQ(fast_mask, ref_mask) << what;
+  EXPECT_EQ(fast_outside, std::count(ref_mask.begin(), ref_mask.end(), 0)) << what;
+  EXPECT_EQ(fast_outside, ref_outside) << what;
   // Null mask: inference, same values.
   std::vector<T> no_mask(n);
   fake_quant_forward(mode, x.data(), scale.data(), zero_point.data(), -100, 90, v.outer, v.channels,

@@ -83,21 +83,28 @@ Tensor fake_quantize_ste(const char* api, const Tensor& x, const Tensor& scale,
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   const bool recording = needs_record({x});
   Tensor mask = recording ? Tensor::empty(x.shape(), DType::kUInt8) : Tensor();
+  int64_t outside = 0;
   dispatch_floating(x.dtype(), api, [&](auto tag) {
     using T = decltype(tag);
-    kernels::fake_quant_forward(rounding, x.data<T>(), grid.scale.data<T>(),
-                                grid.zero_point.data<int32_t>(), quant_min, quant_max, grid.outer,
-                                grid.channels, grid.inner, y.data<T>(),
-                                recording ? mask.data<uint8_t>() : nullptr);
+    outside = kernels::fake_quant_forward(rounding, x.data<T>(), grid.scale.data<T>(),
+                                          grid.zero_point.data<int32_t>(), quant_min, quant_max,
+                                          grid.outer, grid.channels, grid.inner, y.data<T>(),
+                                          recording ? mask.data<uint8_t>() : nullptr);
   });
-  record(y, api, {x}, [api, mask](const Tensor& dy) -> Grads {
-    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
-    dispatch_floating(dy.dtype(), api, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::masked_scale(dy.data<T>(), mask.data<uint8_t>(), T(1), dx.data<T>(), dy.numel());
+  if (recording && outside == 0) {
+    // Every element inside the grid: dx = dy, no pass over memory (gradients are never written
+    // in place, so handing dy on is safe).
+    record(y, api, {x}, [](const Tensor& dy) -> Grads { return {dy}; });
+  } else {
+    record(y, api, {x}, [api, mask](const Tensor& dy) -> Grads {
+      Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
+      dispatch_floating(dy.dtype(), api, [&](auto tag) {
+        using T = decltype(tag);
+        kernels::masked_scale(dy.data<T>(), mask.data<uint8_t>(), T(1), dx.data<T>(), dy.numel());
+      });
+      return {dx};
     });
-    return {dx};
-  });
+  }
   if (op_tracing()) {
     trace_op(api, {x, scale, zero_point}, {y}, quant_attrs(axis, quant_min, quant_max, rounding));
   }

@@ -89,6 +89,33 @@ TEST(FakeQuantOp, SteMaskAtClipBoundaries) {
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1, 1, 1, 1, 1, 0, 1, 0}));
 }
 
+// With every element inside the grid the backward hands dy on unchanged (no pass); the result
+// must be what the masked pass gives, and accumulating into a leaf must not alias dy.
+TEST(FakeQuantOp, AllInsideGridPassesTheGradientThrough) {
+  for (RoundingMode mode : kModes) {
+    Tensor x = floats({-12.8f, 12.7f, 0.0f, 5.0f});
+    x.requires_grad_();
+    const Tensor dy = floats({1, 2, 3, 4});
+    const Tensor y = fake_quantize_per_tensor_affine(mul(x, floats({1.0f})), floats({0.1f}),
+                                                     int32s({0}), -128, 127, mode);
+    y.backward(dy);
+    EXPECT_EQ(x.grad().to_vector<float>(), dy.to_vector<float>()) << rounding_mode_name(mode);
+    EXPECT_NE(x.grad().data<float>(), dy.data<float>()) << rounding_mode_name(mode);
+    // Per channel, fed straight from the leaf; a second backward accumulates.
+    Tensor w = Tensor::from_vector(std::vector<float>{0.5f, -0.5f, 1.0f, -1.0f}, {2, 2});
+    w.requires_grad_();
+    const Tensor g = Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2});
+    for (int pass = 0; pass < 2; ++pass) {
+      fake_quantize_per_channel_affine(w, floats({0.01f, 0.01f}), int32s({0, 0}), 0, -128, 127,
+                                       mode)
+          .backward(g);
+    }
+    EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{2, 4, 6, 8}))
+        << rounding_mode_name(mode);
+    EXPECT_EQ(g.to_vector<float>(), (std::vector<float>{1, 2, 3, 4})) << rounding_mode_name(mode);
+  }
+}
+
 TEST(FakeQuantOp, ScaleAndZeroPointGetNoGradient) {
   Tensor x = floats({0.3f, -0.2f});
   x.requires_grad_();
