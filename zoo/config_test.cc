@@ -277,6 +277,22 @@ TEST(DataConfig, EvalTransformsDropTheRandomOnesUnlessGiven) {
   EXPECT_EQ(eval_loader->next()->images.shape(), (Shape{4, 1, 8, 6}));
 }
 
+// Calibration: the training split (train_subset applies), evaluation transforms, in order.
+TEST(DataConfig, CalibrationLoaderIsTheTrainingSplitWithEvalTransforms) {
+  const Config c = parse(R"("data": {"dataset": "synthetic", "num_samples": 12,
+      "train_subset": 6, "batch_size": 6,
+      "transforms": [{"name": "random_crop", "size": 20}, {"name": "random_horizontal_flip"}],
+      "eval_transforms": [{"name": "resize", "size": [8, 6]}]})");
+  const auto loader = make_calibration_loader(*c.data, c.model);
+  EXPECT_EQ(loader->num_batches(), 1);
+  loader->start_epoch(0);
+  const Tensor first = loader->next()->images;
+  EXPECT_EQ(first.shape(), (Shape{6, 1, 8, 6}));
+  // Deterministic (no augmentation, no shuffle): a second epoch gives the same images.
+  loader->start_epoch(1);
+  EXPECT_EQ(loader->next()->images.to_vector<float>(), first.to_vector<float>());
+}
+
 TEST(DataConfig, TrainSubsetCutsTheTrainingSplitOnly) {
   const Config c = parse(R"("data": {"dataset": "synthetic", "num_samples": 40,
       "train_subset": 10})");

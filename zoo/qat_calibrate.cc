@@ -96,7 +96,7 @@ int calibrate_main(int argc, const char* const* argv) {
   const int64_t batches =
       flag_batches > 0 ? flag_batches : config.qat->calibration_batches.value_or(kDefaultBatches);
   const std::unique_ptr<nn::data::DataLoader> loader =
-      make_loader(*config.data, config.model, /*train=*/true);
+      make_calibration_loader(*config.data, config.model);
 
   std::printf("calibrating %s for %s: %lld batches of %lld, calibrator %s\n",
               config.model.name.c_str(), quant::target_name(config.qat->qconfig.target),

@@ -175,6 +175,17 @@ std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const 
                                                     .transforms(make_transforms(data, train)));
 }
 
+std::unique_ptr<nn::data::DataLoader> make_calibration_loader(const DataConfig& data,
+                                                              const ModelConfig& model) {
+  return std::make_unique<nn::data::DataLoader>(
+      make_dataset(data, model, /*train=*/true),
+      nn::data::DataLoaderOptions()
+          .batch_size(data.batch_size)
+          .num_workers(data.workers)
+          .seed(static_cast<uint64_t>(data.seed))
+          .transforms(make_transforms(data, /*train=*/false)));
+}
+
 std::shared_ptr<graph::QuantizableModel> prepare_model(std::shared_ptr<nn::Module> model,
                                                        const Config& config,
                                                        const std::string& config_path) {

@@ -39,6 +39,12 @@ std::shared_ptr<const nn::data::Dataset> make_dataset(const DataConfig& data,
 std::unique_ptr<nn::data::DataLoader> make_loader(const DataConfig& data, const ModelConfig& model,
                                                   bool train);
 
+// What calibration runs on: the training split with the evaluation transforms (no augmentation:
+// the ranges should be those the deployed model sees), in order. qat train, qat calibrate and
+// qat sensitivity all calibrate on it.
+std::unique_ptr<nn::data::DataLoader> make_calibration_loader(const DataConfig& data,
+                                                              const ModelConfig& model);
+
 // ---- quantization
 
 // QuantizableModel(model, model.input_shape, qat.qconfig, qat.black_list). `config_path` names

@@ -68,7 +68,7 @@ std::shared_ptr<graph::QuantizableModel> measured_model(const Config& config,
   std::fprintf(stderr, "calibrating %lld batches (calibrator %s)\n",
                static_cast<long long>(batches), calibrator_name(config.qat->calibrator));
   const std::unique_ptr<nn::data::DataLoader> loader =
-      make_loader(*config.data, config.model, /*train=*/true);
+      make_calibration_loader(*config.data, config.model);
   calibrate(*qm, *loader, batches, config.qat->calibrator, config.model.input_shape);
   quant::disable_observer(*qm);
   qm->eval();

@@ -412,15 +412,11 @@ void Trainer::start_phase(Phase phase) {
 void Trainer::enter_qat(bool calibrate_now) {
   qat_model_ = prepare_model(model_, config_, path_);
   if (!calibrate_now) return;
-  // Calibration sees training images as evaluation does (no augmentation), in order.
-  nn::data::DataLoader loader(make_dataset(data_, config_.model, /*train=*/true),
-                              nn::data::DataLoaderOptions()
-                                  .batch_size(data_.batch_size)
-                                  .num_workers(data_.workers)
-                                  .transforms(make_transforms(data_, /*train=*/false)));
+  const std::unique_ptr<nn::data::DataLoader> loader =
+      make_calibration_loader(data_, config_.model);
   const int64_t batches = config_.qat->calibration_batches.value_or(kDefaultCalibrationBatches);
   const int64_t ran =
-      calibrate(*qat_model_, loader, batches, config_.qat->calibrator, config_.model.input_shape);
+      calibrate(*qat_model_, *loader, batches, config_.qat->calibrator, config_.model.input_shape);
   progress_.line("prepared " + config_.model.name + " for " +
                  quant::target_name(config_.qat->qconfig.target) + "; calibrated (" +
                  calibrator_name(config_.qat->calibrator) + ") on " + std::to_string(ran) +
