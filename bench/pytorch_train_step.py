@@ -90,6 +90,8 @@ def main():
                     help="distinct random batches, used in turn (step i trains on i %% batches)")
     ap.add_argument("--qat", default="", help="fbgemm, qnnpack, ...: time eager QAT")
     args = ap.parse_args()
+    if args.batches < 1:
+        ap.error(f"--batches must be positive, got {args.batches}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     c, h, w = (int(v) for v in args.shape.split(","))

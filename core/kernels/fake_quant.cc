@@ -146,10 +146,11 @@ QAT_SIMD_CLONES int64_t fake_quant_run(const T* x, int64_t n, const Grid<T>& gri
     for (int64_t i = 0; i < n; ++i) y[i] = dequantize_clamped(quantize<M>(x[i], g), g);
     return 0;
   }
-  // GCC vectorizes a loop that mixes float math and byte stores at 16 bytes only, whatever the
-  // CPU. So the float math (wide vectors) keeps the grid values of a block in a buffer that stays
-  // in L1, and a second loop writes the mask bytes and counts them (an int32 count: an int64
-  // one halves the vector width).
+  // In the QAT_SIMD_CLONES copies, GCC 12 vectorizes a loop that mixes float math and byte
+  // stores at 16 bytes only (a plain -mavx2 build does not have this problem). So the float math
+  // (wide vectors) keeps the grid values of a block in a buffer that stays in L1, and a second
+  // loop writes the mask bytes and counts them (an int32 count: an int64 one halves the vector
+  // width).
   constexpr int64_t kBlock = 1024;
   T q[kBlock];
   int64_t outside = 0;
